@@ -1,0 +1,1 @@
+"""Shared library for Codiv services: settings, logging, metrics, db, broker, events, outbox."""

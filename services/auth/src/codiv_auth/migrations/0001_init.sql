@@ -1,0 +1,2 @@
+-- auth schema: tables are added by later migrations.
+SELECT 1;

@@ -1,0 +1,1 @@
+"""Codiv gateway service."""

@@ -1,0 +1,40 @@
+"""Composition root of the gateway service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+from codiv_common.broker import QueueSpec
+from codiv_common.http import create_base_app
+from codiv_common.metrics import Metrics
+from codiv_common.runtime import Runtime, ServiceSpec
+
+from .consumers import EventConsumer
+from .settings import Settings
+
+SCHEMA = "gateway"
+SPEC = ServiceSpec(
+    name="gateway",
+    schema=SCHEMA,
+    migrations=Path(__file__).parent / "migrations",
+    queue=QueueSpec(
+        name="gateway",
+        routing_keys=(
+            "post.publishing",
+            "post.published",
+            "post.failed",
+            "post.change_rejected",
+            "account.*",
+            "pin.metrics",
+        ),
+    ),
+)
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the gateway application; nothing connects until the app starts."""
+    metrics = Metrics("gateway")
+    runtime = Runtime(settings, SPEC, metrics)
+    runtime.set_handler(EventConsumer(runtime, SCHEMA).handle)
+    return create_base_app(runtime)

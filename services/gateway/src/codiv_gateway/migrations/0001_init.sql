@@ -1,0 +1,2 @@
+-- gateway schema: tables are added by later migrations.
+SELECT 1;

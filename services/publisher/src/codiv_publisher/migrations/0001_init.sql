@@ -1,0 +1,2 @@
+-- publisher schema: tables are added by later migrations.
+SELECT 1;

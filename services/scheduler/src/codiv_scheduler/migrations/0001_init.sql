@@ -1,0 +1,2 @@
+-- scheduler schema: tables are added by later migrations.
+SELECT 1;

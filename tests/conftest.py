@@ -1,0 +1,148 @@
+"""Test harness: real PostgreSQL and RabbitMQ, isolated per test.
+
+Where they come from, in order: ``DATABASE_URL`` / ``AMQP_URL`` when set; the local
+services on 127.0.0.1 (PostgreSQL 5432 trust auth as postgres, RabbitMQ 5672
+guest/guest); testcontainers when a Docker engine exists; otherwise the run stops
+with one line saying what is missing. Each test that asks for ``database_url`` gets
+a database created for it and dropped afterwards; each test that asks for
+``broker`` gets its own exchange and queue names, deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+import asyncpg
+import pytest
+
+LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), 2
+        ):
+            return True
+    except OSError:
+        return False
+
+
+def _docker_available() -> bool:
+    return shutil.which("docker") is not None and os.path.exists("/var/run/docker.sock")
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """A DSN on the PostgreSQL server (its maintenance database) the tests may use."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    if _reachable(LOCAL_PG, 5432):
+        yield LOCAL_PG
+        return
+    if _docker_available():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16-alpine", driver=None) as pg:
+            yield pg.get_connection_url()
+        return
+    pytest.exit("PostgreSQL is missing: set DATABASE_URL or start it on 127.0.0.1:5432", 3)
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    """An AMQP URL of the RabbitMQ the tests may use."""
+    url = os.environ.get("AMQP_URL")
+    if url:
+        yield url
+        return
+    if _reachable(LOCAL_AMQP, 5672):
+        yield LOCAL_AMQP
+        return
+    if _docker_available():
+        from testcontainers.rabbitmq import RabbitMqContainer
+
+        with RabbitMqContainer("rabbitmq:3.13-alpine") as rmq:
+            params = rmq.get_connection_params()
+            yield f"amqp://guest:guest@{params.host}:{params.port}/"
+        return
+    pytest.exit("RabbitMQ is missing: set AMQP_URL or start it on 127.0.0.1:5672", 3)
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+async def _create_database(server_url: str, name: str) -> None:
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def _drop_database(server_url: str, name: str) -> None:
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def database_url(pg_server_url: str) -> AsyncIterator[str]:
+    """A fresh, empty database for this test (dropped afterwards)."""
+    name = f"codiv_t_{RUN_ID}_{uuid.uuid4().hex[:10]}"
+    await _create_database(pg_server_url, name)
+    try:
+        yield _with_database(pg_server_url, name)
+    finally:
+        await _drop_database(pg_server_url, name)
+
+
+@dataclass(frozen=True)
+class BrokerNames:
+    """Exchange and queue names private to one test."""
+
+    url: str
+    exchange: str
+    queue_prefix: str
+
+
+@pytest.fixture
+async def broker(amqp_url: str) -> AsyncIterator[BrokerNames]:
+    """Unique exchange and queue prefix for this test; its queues and exchanges are deleted."""
+    tag = f"t{RUN_ID}{uuid.uuid4().hex[:8]}"
+    names = BrokerNames(url=amqp_url, exchange=f"codiv.{tag}", queue_prefix=f"{tag}.")
+    declared_queues: list[str] = []
+    yield names
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        for suffix in ("gateway", "scheduler", "publisher", "auth", "test", "analytics"):
+            for q in (f"{names.queue_prefix}{suffix}", f"{names.queue_prefix}{suffix}.dead"):
+                declared_queues.append(q)
+                try:
+                    await channel.queue_delete(q)
+                except aio_pika.exceptions.ChannelClosed:
+                    channel = await connection.channel()
+        for ex in (names.exchange, f"{names.exchange}.dlx"):
+            try:
+                await channel.exchange_delete(ex)
+            except aio_pika.exceptions.ChannelClosed:
+                channel = await connection.channel()
+    finally:
+        await connection.close()

@@ -1,0 +1,52 @@
+"""End-to-end fixtures: services as separate processes on free ports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from codiv_testsupport import ServiceProcess, free_port
+
+
+@pytest.fixture
+def service_env(database_url: str, broker) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Environment shared by every service of one test: its database and broker names."""
+    return {
+        "DATABASE_URL": database_url,
+        "AMQP_URL": broker.url,
+        "AMQP_EXCHANGE": broker.exchange,
+        "AMQP_QUEUE_PREFIX": broker.queue_prefix,
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
+        "SHUTDOWN_TIMEOUT": "10",
+    }
+
+
+@pytest.fixture
+def spawn(
+    tmp_path: Path, service_env: dict[str, str], request: pytest.FixtureRequest
+) -> Iterator[Callable[..., ServiceProcess]]:
+    """Start a console script with the test's environment (plus overrides) on a free port."""
+    started: list[ServiceProcess] = []
+
+    def _spawn(command: str, name: str | None = None, **env: str) -> ServiceProcess:
+        full = {**service_env, "PORT": str(free_port()), **env}
+        proc = ServiceProcess(command, full, tmp_path, name=name or f"{command}-{len(started)}")
+        started.append(proc.start())
+        return proc
+
+    yield _spawn
+    for proc in started:
+        proc.stop()
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        for proc in started:
+            print(f"----- {proc.name} -----\n{proc.logs()[-4000:]}")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep
