@@ -1,0 +1,1 @@
+"""Pinterest API v5 async client and emulator."""
