@@ -152,6 +152,18 @@ class AccountDisconnected(_Model):
     profile_id: uuid.UUID
 
 
+class AccountDisconnectRequested(_Model):
+    """Command (gateway to auth): forget this profile's Pinterest account and its tokens."""
+
+    profile_id: uuid.UUID
+
+
+class AccountSyncRequested(_Model):
+    """Command (gateway to auth): sync this profile's boards now."""
+
+    profile_id: uuid.UUID
+
+
 class AccountBoardsSynced(_Model):
     account_id: str
     profile_id: uuid.UUID
@@ -255,6 +267,16 @@ class AccountDisconnectedEvent(_Envelope):
     payload: AccountDisconnected
 
 
+class AccountDisconnectRequestedEvent(_Envelope):
+    type: Literal["account.disconnect_requested"] = "account.disconnect_requested"
+    payload: AccountDisconnectRequested
+
+
+class AccountSyncRequestedEvent(_Envelope):
+    type: Literal["account.sync_requested"] = "account.sync_requested"
+    payload: AccountSyncRequested
+
+
 class AccountBoardsSyncedEvent(_Envelope):
     type: Literal["account.boards_synced"] = "account.boards_synced"
     payload: AccountBoardsSynced
@@ -287,6 +309,8 @@ Event: TypeAlias = Annotated[
     | PostFailedEvent
     | AccountConnectedEvent
     | AccountDisconnectedEvent
+    | AccountDisconnectRequestedEvent
+    | AccountSyncRequestedEvent
     | AccountBoardsSyncedEvent
     | AccountNeedsReauthEvent
     | AccountTokenExpiringEvent
@@ -310,6 +334,8 @@ EVENT_TYPES: dict[str, type[_Envelope]] = {
         PostFailedEvent,
         AccountConnectedEvent,
         AccountDisconnectedEvent,
+        AccountDisconnectRequestedEvent,
+        AccountSyncRequestedEvent,
         AccountBoardsSyncedEvent,
         AccountNeedsReauthEvent,
         AccountTokenExpiringEvent,
