@@ -394,7 +394,13 @@ def write_schemas(directory: Path) -> list[Path]:
 
 
 def export_schemas_command(args: argparse.Namespace) -> int:
-    """``codiv export-schemas DIR``."""
-    for path in write_schemas(Path(args.directory)):
+    """``codiv export-schemas DIR``: JSON Schemas plus ``DIR/../asyncapi.json``."""
+    from .asyncapi import write_asyncapi
+
+    directory = Path(args.directory)
+    for path in write_schemas(directory):
         print(path)
+    asyncapi = directory.parent / "asyncapi.json"
+    write_asyncapi(asyncapi)
+    print(asyncapi)
     return 0

@@ -1,0 +1,1 @@
+"""Run the whole Codiv system locally: emulator and services as processes."""

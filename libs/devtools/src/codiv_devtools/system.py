@@ -1,0 +1,157 @@
+"""The whole system as processes: Pinterest emulator plus any number of each service."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .processes import ServiceProcess, free_port
+
+SERVICE_COMMANDS = {
+    "auth": "codiv-auth",
+    "scheduler": "codiv-scheduler",
+    "publisher": "codiv-publisher",
+    "gateway": "codiv-gateway",
+}
+
+
+def generate_key() -> str:
+    import base64
+    import os
+
+    return base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+
+
+@dataclass
+class SystemConfig:
+    """Where the system runs and with which secrets. Ports of 0 are picked free."""
+
+    database_url: str
+    amqp_url: str
+    log_dir: Path
+    exchange: str = "codiv"
+    queue_prefix: str = ""
+    emulator_port: int = 0
+    ports: dict[str, int] = field(default_factory=dict)
+    replicas: dict[str, int] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    emulator_args: tuple[str, ...] = ()
+    client_id: str = "codiv-demo-app"
+    client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    token_keys: str = field(default_factory=lambda: f"k1:{generate_key()}")
+    internal_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    state_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    log_format: str = "json"
+
+
+class System:
+    """Starts and stops the emulator and the services; knows their URLs."""
+
+    def __init__(self, config: SystemConfig) -> None:
+        self.config = config
+        c = config
+        self.emulator_port = c.emulator_port or free_port()
+        self.processes: dict[str, list[ServiceProcess]] = {}
+        self.emulator: ServiceProcess | None = None
+        self._ports: dict[str, list[int]] = {}
+        for name in SERVICE_COMMANDS:
+            count = c.replicas.get(name, 1)
+            first = c.ports.get(name, 0)
+            self._ports[name] = [first if (i == 0 and first) else free_port() for i in range(count)]
+
+    # ------------------------------------------------------------------ urls
+
+    @property
+    def emulator_url(self) -> str:
+        return f"http://127.0.0.1:{self.emulator_port}"
+
+    def url(self, service: str, replica: int = 0) -> str:
+        return f"http://127.0.0.1:{self._ports[service][replica]}"
+
+    @property
+    def gateway_url(self) -> str:
+        return self.url("gateway")
+
+    def env(self) -> dict[str, str]:
+        """The environment every service process gets (each reads what it needs)."""
+        c = self.config
+        auth = self.url("auth")
+        env = {
+            "DATABASE_URL": c.database_url,
+            "AMQP_URL": c.amqp_url,
+            "AMQP_EXCHANGE": c.exchange,
+            "AMQP_QUEUE_PREFIX": c.queue_prefix,
+            "LOG_FORMAT": c.log_format,
+            "TOKEN_ENCRYPTION_KEYS": c.token_keys,
+            "INTERNAL_SERVICE_TOKEN": c.internal_token,
+            "OAUTH_STATE_SECRET": c.state_secret,
+            "PINTEREST_CLIENT_ID": c.client_id,
+            "PINTEREST_CLIENT_SECRET": c.client_secret,
+            "PINTEREST_API_URL": f"{self.emulator_url}/v5",
+            "PINTEREST_OAUTH_URL": f"{self.emulator_url}/oauth/",
+            "OAUTH_REDIRECT_URI": f"{auth}/oauth/pinterest/callback",
+            "OAUTH_SUCCESS_URL": f"{self.gateway_url}/v1/connected",
+            "AUTH_URL": auth,
+            "ALLOW_LOOPBACK_MEDIA": "true",
+        }
+        env.update(c.extra_env)
+        return env
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _spawn(self, name: str, replica: int, env: Mapping[str, str]) -> ServiceProcess:
+        port = self._ports[name][replica]
+        label = name if len(self._ports[name]) == 1 else f"{name}-{replica + 1}"
+        proc = ServiceProcess(
+            SERVICE_COMMANDS[name], {**env, "PORT": str(port)}, self.config.log_dir, name=label
+        )
+        return proc
+
+    async def start(self, wait: bool = True, timeout: float = 60.0) -> None:
+        """Start the emulator, then every service replica; wait for readiness."""
+        env = self.env()
+        self.emulator = ServiceProcess(
+            "codiv-pinterest-emulator",
+            {"PORT": str(self.emulator_port)},
+            self.config.log_dir,
+            name="emulator",
+            args=(
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.emulator_port),
+                *self.config.emulator_args,
+            ),
+        ).start()
+        for name in SERVICE_COMMANDS:
+            self.processes[name] = [
+                self._spawn(name, i, env).start() for i in range(len(self._ports[name]))
+            ]
+        if wait:
+            await self.wait_ready(timeout)
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        assert self.emulator is not None
+        waits = [self.emulator.wait_status("/_emulator/health", 200, timeout)]
+        waits += [p.wait_status("/readyz", 200, timeout) for p in self.all_services()]
+        await asyncio.gather(*waits)
+
+    def all_services(self) -> list[ServiceProcess]:
+        return [p for procs in self.processes.values() for p in procs]
+
+    def stop(self) -> None:
+        """SIGTERM every service (gateway first), then the emulator."""
+        for name in ("gateway", "scheduler", "publisher", "auth"):
+            for proc in self.processes.get(name, []):
+                proc.stop()
+        if self.emulator is not None:
+            self.emulator.stop()
+
+    def logs(self, tail: int = 3000) -> str:
+        parts = []
+        for proc in [*self.all_services(), *([self.emulator] if self.emulator else [])]:
+            parts.append(f"----- {proc.name} -----\n{proc.logs()[-tail:]}")
+        return "\n".join(parts)
