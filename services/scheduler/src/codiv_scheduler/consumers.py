@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from codiv_common.events import Event
-from codiv_common.inbox import process_once
-from codiv_common.logging import get_logger
-from codiv_common.runtime import Runtime
 
-log = get_logger(__name__)
+from .service import SchedulerService
 
 
 class EventConsumer:
@@ -15,16 +12,15 @@ class EventConsumer:
 
     Routing keys: `post.requested`, `post.cancelled`, `post.rescheduled`, `post.retry`.
 
-    Idempotent through the inbox: a redelivered event is recorded once and ignored
-    after; the message is acked only after the transaction committed.
+    Idempotent through the inbox: the event id is recorded in the same transaction as
+    the job change (and any post.change_rejected outbox row), so a redelivered event
+    changes nothing. The message is acked only after that transaction committed; a
+    database outage is retried by the consumer wrapper, any other error requeues it
+    until the queue's delivery limit dead-letters it.
     """
 
-    def __init__(self, runtime: Runtime, schema: str) -> None:
-        self._runtime = runtime
-        self._schema = schema
+    def __init__(self, service: SchedulerService) -> None:
+        self._service = service
 
     async def handle(self, event: Event) -> None:
-        async def work(_conn: object) -> None:
-            log.info("event_received", type=event.type)
-
-        await process_once(self._runtime.pool, self._schema, "scheduler", event.event_id, work)
+        await self._service.apply(event)

@@ -1,0 +1,1 @@
+"""Adapters of the scheduler: its Postgres repository and the wake-up listener."""
