@@ -66,15 +66,18 @@ def test_request_schedules_pending_at_its_time() -> None:
 
 def test_request_without_time_is_due_when_asked_never_in_the_future() -> None:
     d = decide(None, change("request", at=T0 - timedelta(seconds=5)), T0)
-    assert d.job is not None and d.job.due_at == T0 - timedelta(seconds=5)
+    assert d.job is not None
+    assert d.job.due_at == T0 - timedelta(seconds=5)
     skewed = decide(None, change("request", at=T0 + timedelta(hours=1)), T0)
-    assert skewed.job is not None and skewed.job.due_at == T0
+    assert skewed.job is not None
+    assert skewed.job.due_at == T0
 
 
 def test_cancel_before_request_leaves_a_tombstone_that_wins() -> None:
     tomb = decide(None, change("cancel"), T0)
     assert tomb.outcome == "tombstoned"
-    assert tomb.job is not None and tomb.job.state == JobState.CANCELLED
+    assert tomb.job is not None
+    assert tomb.job.state == JobState.CANCELLED
     late_request = decide(tomb.job, change("request", due=T0 + timedelta(hours=1)), T0)
     assert late_request.job is None
     assert late_request.outcome == "ignored_cancelled"
@@ -84,9 +87,11 @@ def test_cancel_before_request_leaves_a_tombstone_that_wins() -> None:
 def test_cancel_pending_then_duplicate_cancel() -> None:
     job = apply(None, change("request", due=T0 + timedelta(hours=1)))
     d = decide(job, change("cancel"), T0)
-    assert d.job is not None and d.job.state == JobState.CANCELLED
+    assert d.job is not None
+    assert d.job.state == JobState.CANCELLED
     again = decide(d.job, change("cancel"), T0)
-    assert again.job is None and again.rejection is None
+    assert again.job is None
+    assert again.rejection is None
 
 
 def test_cancel_or_reschedule_after_release_is_rejected_and_changes_nothing() -> None:
@@ -105,7 +110,8 @@ def test_reschedule_after_cancel_is_rejected() -> None:
     job = apply(None, change("request", due=T0 + timedelta(hours=1)), change("cancel"))
     d = decide(job, change("reschedule", due=T0 + timedelta(hours=2), revision=1), T0)
     assert d.job is None
-    assert d.rejection is not None and d.rejection.change == "reschedule"
+    assert d.rejection is not None
+    assert d.rejection.change == "reschedule"
 
 
 @pytest.mark.parametrize("delta", [timedelta(minutes=-30), timedelta(hours=5)])
@@ -114,9 +120,12 @@ def test_reschedule_earlier_or_later_moves_due_and_can_edit_content(delta: timed
     job = apply(None, change("request", due=due))
     d = decide(job, change("reschedule", due=due + delta, revision=1, content=EDITED), T0)
     assert d.outcome == "rescheduled"
-    assert d.job is not None and d.job.due_at == due + delta and d.job.content == EDITED
+    assert d.job is not None
+    assert d.job.due_at == due + delta
+    assert d.job.content == EDITED
     keep = decide(d.job, change("reschedule", due=due, revision=2), T0)
-    assert keep.job is not None and keep.job.content == EDITED
+    assert keep.job is not None
+    assert keep.job.content == EDITED
 
 
 def test_reschedules_apply_in_revision_order_whatever_the_arrival_order() -> None:
@@ -125,7 +134,8 @@ def test_reschedules_apply_in_revision_order_whatever_the_arrival_order() -> Non
     r2 = change("reschedule", due=T0 + timedelta(hours=3), revision=2, at=T0)
     in_order = apply(job, r1, r2)
     reversed_ = apply(job, r2, r1)
-    assert in_order is not None and reversed_ is not None
+    assert in_order is not None
+    assert reversed_ is not None
     assert in_order.due_at == reversed_.due_at == T0 + timedelta(hours=3)
     assert decide(in_order, r1, T0).outcome == "ignored_stale"
 
@@ -135,12 +145,14 @@ def test_reschedules_without_revision_fall_back_to_occurred_at() -> None:
     older = change("reschedule", due=T0 + timedelta(hours=2), at=T0 + timedelta(seconds=1))
     newer = change("reschedule", due=T0 + timedelta(hours=4), at=T0 + timedelta(seconds=2))
     final = apply(job, newer, older)
-    assert final is not None and final.due_at == T0 + timedelta(hours=4)
+    assert final is not None
+    assert final.due_at == T0 + timedelta(hours=4)
 
 
 def test_reschedule_before_request_is_kept_and_wins_over_the_late_request() -> None:
     early = decide(None, change("reschedule", due=T0 + timedelta(hours=9), revision=1), T0)
-    assert early.job is not None and early.job.state == JobState.AWAITING_REQUEST
+    assert early.job is not None
+    assert early.job.state == JobState.AWAITING_REQUEST
     assert decide(early.job, change("cancel"), T0).job is not None
     d = decide(early.job, change("request", due=T0 + timedelta(hours=1)), T0)
     assert d.job is not None
@@ -152,7 +164,8 @@ def test_reschedule_before_request_is_kept_and_wins_over_the_late_request() -> N
 def test_duplicate_request_is_ignored() -> None:
     job = apply(None, change("request", due=T0 + timedelta(hours=1)))
     d = decide(job, change("request", due=T0 + timedelta(hours=7)), T0)
-    assert d.job is None and d.outcome == "ignored_duplicate_request"
+    assert d.job is None
+    assert d.outcome == "ignored_duplicate_request"
 
 
 def test_retry_reopens_a_released_job_with_the_new_attempt_once() -> None:
@@ -179,14 +192,18 @@ def test_retry_of_a_cancelled_post_is_ignored_and_cancel_honoured_while_retry_wa
     released = Job(**{**job.__dict__, "state": JobState.RELEASED})
     waiting = apply(released, change("retry", due=T0 + timedelta(minutes=1), attempt=2))
     cancelled = decide(waiting, change("cancel"), T0)
-    assert cancelled.job is not None and cancelled.job.state == JobState.CANCELLED
+    assert cancelled.job is not None
+    assert cancelled.job.state == JobState.CANCELLED
     late = decide(cancelled.job, change("retry", due=T0, attempt=3), T0)
-    assert late.job is None and late.outcome == "ignored_cancelled"
+    assert late.job is None
+    assert late.outcome == "ignored_cancelled"
 
 
 def test_retry_for_unknown_post_is_scheduled() -> None:
     d = decide(None, change("retry", due=T0, attempt=3), T0)
-    assert d.job is not None and d.job.state == JobState.PENDING and d.job.attempt == 3
+    assert d.job is not None
+    assert d.job.state == JobState.PENDING
+    assert d.job.attempt == 3
 
 
 def test_due_event_id_is_stable_per_post_and_attempt() -> None:
