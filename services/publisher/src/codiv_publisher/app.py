@@ -2,29 +2,98 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 from codiv_common.broker import QueueSpec
 from codiv_common.http import create_base_app
 from codiv_common.metrics import Metrics
 from codiv_common.runtime import Runtime, ServiceSpec
+from codiv_common.urlguard import GuardedResolver
+from codiv_pinterest.client import PinterestClient
 
-from .consumers import EventConsumer
+from .adapters.auth import AuthTokenClient
+from .adapters.media import VideoDownloader
+from .consumers import PostDueConsumer
+from .metrics import PublisherMetrics
+from .service import PublishService
 from .settings import Settings
 
 SCHEMA = "publisher"
-SPEC = ServiceSpec(
-    name="publisher",
-    schema=SCHEMA,
-    migrations=Path(__file__).parent / "migrations",
-    queue=QueueSpec(name="publisher", routing_keys=("post.due")),
-)
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def service_spec(settings: Settings) -> ServiceSpec:
+    """The queue's prefetch is the number of posts handled at once."""
+    return ServiceSpec(
+        name="publisher",
+        schema=SCHEMA,
+        migrations=MIGRATIONS,
+        queue=QueueSpec(
+            name="publisher", routing_keys=("post.due",), prefetch=settings.publish_concurrency
+        ),
+    )
 
 
 def create_app(settings: Settings) -> web.Application:
     """Build the publisher application; nothing connects until the app starts."""
     metrics = Metrics("publisher")
-    runtime = Runtime(settings, SPEC, metrics)
-    runtime.set_handler(EventConsumer(runtime, SCHEMA).handle)
-    return create_base_app(runtime)
+    publisher_metrics = PublisherMetrics(metrics.registry)
+    runtime = Runtime(settings, service_spec(settings), metrics)
+    consumer = PostDueConsumer()
+    runtime.set_handler(consumer.handle)
+    app = create_base_app(runtime)
+
+    async def clients(_: web.Application) -> AsyncIterator[None]:
+        # One session for Pinterest and auth; one for customers' video URLs, whose
+        # resolver refuses non-public addresses at connect time.
+        api = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max(100, settings.publish_concurrency * 4))
+        )
+        downloads = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                resolver=GuardedResolver(allow_loopback=settings.allow_loopback_media),
+                limit=settings.publish_concurrency * 2,
+            )
+        )
+        try:
+            consumer.bind(
+                PublishService(
+                    pool=lambda: runtime.pool,
+                    schema=SCHEMA,
+                    tokens=AuthTokenClient(
+                        api,
+                        settings.auth_url,
+                        settings.internal_service_token,
+                        margin=settings.token_expiry_margin,
+                        timeout=settings.auth_timeout,
+                    ),
+                    pinterest=PinterestClient(
+                        api,
+                        settings.pinterest_api_url,
+                        timeout=settings.pinterest_timeout,
+                        upload_timeout=settings.pinterest_upload_timeout,
+                    ),
+                    downloader=VideoDownloader(
+                        downloads,
+                        max_bytes=settings.video_max_bytes,
+                        timeout=settings.download_timeout,
+                        connect_timeout=settings.download_connect_timeout,
+                        allow_loopback=settings.allow_loopback_media,
+                        temp_dir=settings.temp_dir,
+                    ),
+                    settings=settings,
+                    metrics=publisher_metrics,
+                )
+            )
+            yield
+        finally:
+            await downloads.close()
+            await api.close()
+
+    # Before the runtime's own lifecycle: the sessions exist before the consumer starts
+    # and close only after it stopped and in-flight posts finished.
+    app.cleanup_ctx.insert(0, clients)
+    return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from codiv_common.settings import ServiceSettings
+from pydantic import Field, SecretStr, model_validator
 
 
 class Settings(ServiceSettings):
@@ -10,3 +11,48 @@ class Settings(ServiceSettings):
 
     service_name: str = "publisher"
     port: int = 8083
+    # One pooled connection is held per message being handled (it carries the post's
+    # advisory lock), so the pool must be larger than the consumer's concurrency.
+    database_pool_max: int = Field(default=16, ge=2)
+
+    auth_url: str = "http://127.0.0.1:8081"
+    internal_service_token: SecretStr = SecretStr("")
+    auth_timeout: float = Field(default=10.0, gt=0)
+    token_expiry_margin: float = Field(
+        default=120.0, ge=0, description="seconds before expires_at a cached token is dropped"
+    )
+
+    pinterest_api_url: str = "https://api.pinterest.com/v5"
+    pinterest_timeout: float = Field(default=30.0, gt=0)
+    pinterest_upload_timeout: float = Field(default=600.0, gt=0)
+
+    publish_concurrency: int = Field(default=8, ge=1, le=256)
+    writes_per_minute: float = Field(default=100.0, gt=0)
+    pacing_max_wait: float = Field(
+        default=3.0, ge=0, description="wait in the consumer for a slot at most this long"
+    )
+    rate_limit_backoff: float = Field(
+        default=15.0, gt=0, description="account pause after a 429 without Retry-After"
+    )
+
+    max_attempts: int = Field(default=10, ge=1)
+    retry_base_delay: float = Field(default=15.0, gt=0)
+    retry_max_delay: float = Field(default=900.0, gt=0)
+    reconcile_skew: float = Field(default=120.0, ge=0)
+
+    video_max_bytes: int = Field(default=1024**3, gt=0)
+    download_timeout: float = Field(default=300.0, gt=0)
+    download_connect_timeout: float = Field(default=10.0, gt=0)
+    media_poll_initial: float = Field(default=2.0, gt=0)
+    media_poll_max: float = Field(default=30.0, gt=0)
+    media_processing_timeout: float = Field(default=1800.0, gt=0)
+    allow_loopback_media: bool = Field(
+        default=False, description="dev/test only: allow media URLs on loopback addresses"
+    )
+    temp_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _pool_fits_concurrency(self) -> Settings:
+        if self.database_pool_max < self.publish_concurrency + 2:
+            raise ValueError("DATABASE_POOL_MAX must be at least PUBLISH_CONCURRENCY + 2")
+        return self

@@ -1,0 +1,1 @@
+"""Adapters of the publisher: Postgres, the auth service, media downloads."""

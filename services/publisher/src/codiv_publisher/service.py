@@ -1,0 +1,506 @@
+"""Use case: turn a post.due into exactly one pin, or a clear failure, or a scheduled retry."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+import asyncpg
+from codiv_common.broker import TRANSIENT_INFRA_ERRORS
+from codiv_common.events import (
+    PostDueEvent,
+    PostError,
+    PostFailed,
+    PostFailedEvent,
+    PostPublished,
+    PostPublishedEvent,
+    PostPublishing,
+    PostPublishingEvent,
+    PostRetry,
+    PostRetryEvent,
+    caused_by,
+)
+from codiv_common.logging import bind_context, get_logger
+from codiv_pinterest import errors as pe
+from codiv_pinterest.client import PinterestClient
+from codiv_pinterest.models import Pin, PinCreate
+
+from . import domain
+from .adapters.auth import AuthUnavailable, NeedsReauth, TokenError, UnknownAccount
+from .adapters.media import MediaFetchError, VideoDownloader
+from .adapters.repository import (
+    FINAL_STATES,
+    PinAlreadyClaimed,
+    Publication,
+    PublicationRepository,
+    locked_publication,
+)
+from .domain import Action, InvalidContent, PinKind
+from .metrics import PublisherMetrics
+from .settings import Settings
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+
+PRODUCER = "publisher"
+LOCK_WAIT = 2.0
+# Reconciliation reads the board newest first; once this many pins older than the
+# window were seen, the rest is older still.
+_RECONCILE_OLDER_LIMIT = 25
+
+
+class TokenSource(Protocol):
+    async def get(self, account_id: str) -> str: ...
+
+    async def invalidate(self, account_id: str, rejected_token: str) -> str: ...
+
+
+class _Done(Exception):
+    """The run recorded its outcome (published, failed, or a post.retry)."""
+
+
+@dataclass
+class _Step:
+    outcome: str = "ok"
+    detail: str | None = None
+
+
+class PublishService:
+    """Publishes posts; safe under redelivery, crashes and several replicas.
+
+    The post's row in ``publications`` is the idempotency record, not the inbox: a
+    redelivered post.due must be able to run again (and reconcile), while a post that
+    is already published or failed is never touched again.
+    """
+
+    def __init__(
+        self,
+        *,
+        pool: Callable[[], asyncpg.Pool],
+        schema: str,
+        tokens: TokenSource,
+        pinterest: PinterestClient,
+        downloader: VideoDownloader,
+        settings: Settings,
+        metrics: PublisherMetrics,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.pool = pool
+        self.schema = schema
+        self.tokens = tokens
+        self.pinterest = pinterest
+        self.downloader = downloader
+        self.settings = settings
+        self.metrics = metrics
+        self.rng = rng or random.Random()
+
+    async def handle_due(self, event: PostDueEvent) -> None:
+        """Run one post.due: returns when the outcome is committed (then the message is acked)."""
+        post_id = event.payload.post_id
+        async with locked_publication(self.pool(), self.schema, post_id, wait=LOCK_WAIT) as repo:
+            if repo is None:
+                # Another consumer is on this post right now; it owns the outcome (and if
+                # it dies, its own unacked message comes back).
+                log.info("post_due_skipped", reason="post is being handled elsewhere")
+                return
+            run = _Run(self, repo, event)
+            await run.execute()
+            log.info("post_due_handled", outcome=run.outcome, attempt=event.payload.attempt)
+
+
+class _Run:
+    """One execution of one post.due message."""
+
+    def __init__(self, svc: PublishService, repo: PublicationRepository, event: PostDueEvent):
+        self.svc = svc
+        self.repo = repo
+        self.event = event
+        self.p = event.payload
+        self.content = event.payload.content
+        self.account = event.payload.content.pinterest_account_id or ""
+        self.token = ""
+        self.reauthed = False
+        self.creating = False
+        self.create_started_at: dt.datetime | None = None
+        self.reserved_slot: dt.datetime | None = None
+        self.failures = 0
+        self.kind: PinKind | None = None
+        self.outcome = "none"
+
+    # ------------------------------------------------------------------ driver
+
+    async def execute(self) -> None:
+        try:
+            self.kind = domain.pin_kind(self.content)
+        except InvalidContent:
+            self.kind = None
+        pub = await self.repo.load(self.p.post_id)
+        if pub is None:
+            pub = await self.repo.insert_new(
+                post_id=self.p.post_id,
+                workspace_id=self.event.workspace_id,
+                account_id=self.content.pinterest_account_id,
+                board_id=self.content.board_id,
+                kind=self.kind.value if self.kind else "invalid",
+                attempt=self.p.attempt,
+            )
+        elif pub.state in FINAL_STATES:
+            self.outcome = f"already_{pub.state}"
+            return
+        elif self.p.attempt < pub.next_attempt:
+            self.outcome = "stale_attempt"
+            return
+        self.create_started_at = pub.create_started_at
+        self.reserved_slot = pub.reserved_slot
+        self.failures = pub.failures
+        if pub.create_started_at is not None:
+            bind_context(reconcile_since=pub.create_started_at.isoformat())
+        await self.repo.begin_run(self.p.post_id, self.p.attempt, *self._announce(pub))
+        try:
+            try:
+                await self._steps()
+            except _Done:
+                raise
+            except TRANSIENT_INFRA_ERRORS:
+                raise
+            except asyncpg.PostgresError:
+                raise
+            except (TokenError, MediaFetchError, InvalidContent, pe.PinterestError) as exc:
+                await self._on_error(exc)
+            except Exception as exc:
+                log.exception("publish_unexpected_error")
+                await self._retry_failure(
+                    PostError(
+                        code="internal_error",
+                        message=f"Unexpected error while publishing ({type(exc).__name__}); "
+                        "the post will be retried.",
+                        retryable=True,
+                    )
+                )
+        except _Done:
+            return
+
+    def _announce(self, pub: Publication) -> list[PostPublishingEvent]:
+        if pub.state == "new" or pub.resume_reason == "failure":
+            return [
+                PostPublishingEvent(
+                    **caused_by(self.event),
+                    producer=PRODUCER,
+                    payload=PostPublishing(post_id=self.p.post_id, attempt=self.p.attempt),
+                )
+            ]
+        return []
+
+    async def _steps(self) -> None:
+        if self.kind is None:
+            domain.pin_kind(self.content)  # raises InvalidContent with the reason
+            return
+        if not self.account:
+            await self._fail(
+                "pinterest_account_missing",
+                "No Pinterest account is connected to this post's profile. Connect one and "
+                "schedule the post again.",
+            )
+        self.token = await self.svc.tokens.get(self.account)
+        if self.create_started_at is not None:
+            await self._reconcile()
+        media_id: str | None = None
+        if self.kind is PinKind.VIDEO:
+            media_id = await self._video()
+        body = domain.build_pin(self.content, media_id)
+        await self._pace()
+        await self._create(body)
+
+    # ------------------------------------------------------------------ steps
+
+    async def _call(self, fn: Callable[[str], Awaitable[T]]) -> T:
+        """A Pinterest call; on a 401, have auth replace the token and try once more."""
+        try:
+            return await fn(self.token)
+        except pe.Unauthorized as err:
+            if err.missing_scope or self.reauthed:
+                raise
+            self.reauthed = True
+            log.info("pinterest_token_refused", code=err.code)
+            self.token = await self.svc.tokens.invalidate(self.account, self.token)
+            return await fn(self.token)
+
+    @contextlib.asynccontextmanager
+    async def _step(self, name: str) -> AsyncIterator[_Step]:
+        step_id = await self.repo.start_step(self.p.post_id, self.p.attempt, name)
+        step = _Step()
+        try:
+            yield step
+        except _Done:
+            await self.repo.finish_step(step_id, step.outcome, step.detail)
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await self.repo.finish_step(step_id, "error", f"{type(exc).__name__}: {exc}")
+            raise
+        else:
+            await self.repo.finish_step(step_id, step.outcome, step.detail)
+
+    async def _reconcile(self) -> None:
+        """Look for the pin an earlier, unanswered create may have made; adopt it if found."""
+        assert self.create_started_at is not None
+        since = self.create_started_at - dt.timedelta(seconds=self.svc.settings.reconcile_skew)
+        found: Pin | None = None
+        async with self._step("reconcile") as step:
+
+            async def scan(token: str) -> Pin | None:
+                older = 0
+                async for pin in self.svc.pinterest.iter_board_pins(token, self.content.board_id):
+                    if pin.created_at is not None and pin.created_at < since:
+                        older += 1
+                        if older >= _RECONCILE_OLDER_LIMIT:
+                            return None
+                        continue
+                    if domain.pin_matches(pin, self.content, since) and not (
+                        await self.repo.is_claimed(pin.id)
+                    ):
+                        return pin
+                return None
+
+            found = await self._call(scan)
+            step.outcome = "adopted" if found else "not_found"
+            step.detail = found.id if found else None
+        self.svc.metrics.reconciliations.labels(step.outcome).inc()
+        if found is not None:
+            log.info("pin_adopted", pin_id=found.id)
+            await self._published(found, adopted=True)
+
+    async def _video(self) -> str | None:
+        s = self.svc.settings
+        media = await self.repo.get_media(self.p.post_id)
+        if media is not None and media.status == "succeeded":
+            return media.media_id
+        if media is None:
+            await self._pace()
+            async with (
+                self._step("media_upload") as step,
+                self.svc.downloader.download(self.content.media_urls[0]) as file,
+            ):
+                registration = await self._call(self.svc.pinterest.register_media)
+                await self.svc.pinterest.upload_media(registration, file.path)
+                await self.repo.save_media(self.p.post_id, registration.media_id, file.size)
+                step.detail = f"media_id={registration.media_id} bytes={file.size}"
+            await self._wait(
+                domain.media_poll_delay(0, s.media_poll_initial, s.media_poll_max), "media_poll"
+            )
+        assert media is not None
+        media_id = media.media_id
+        async with self._step("media_poll") as step:
+            status = await self._call(lambda token: self.svc.pinterest.get_media(token, media_id))
+            step.detail = f"media_id={media_id} status={status.status}"
+        polls = media.polls + 1
+        if status.status == "succeeded":
+            await self.repo.update_media(self.p.post_id, "succeeded", polls)
+            return media_id
+        if status.status == "failed":
+            await self.repo.update_media(self.p.post_id, "failed", polls)
+            await self._fail(
+                "video_processing_failed",
+                "Pinterest could not process the video. Check that the file is a valid MP4, "
+                "MOV or M4V video that plays, then schedule the post again.",
+            )
+        await self.repo.update_media(self.p.post_id, "uploaded", polls)
+        elapsed = (dt.datetime.now(dt.UTC) - media.uploaded_at).total_seconds()
+        if elapsed > s.media_processing_timeout:
+            await self._fail(
+                "video_processing_timeout",
+                f"Pinterest was still processing the video after {elapsed / 60:.0f} minutes. "
+                "Try a shorter or smaller video.",
+            )
+        await self._wait(
+            domain.media_poll_delay(polls, s.media_poll_initial, s.media_poll_max), "media_poll"
+        )
+        return None  # unreachable: _wait raises _Done
+
+    async def _pace(self) -> None:
+        """Wait for this account's next write slot, or come back for it through a retry."""
+        s = self.svc.settings
+        slot = self.reserved_slot
+        if slot is not None:
+            self.reserved_slot = None
+            wait = await self.repo.seconds_until(slot)
+        else:
+            slot, wait = await self.repo.reserve_slot(
+                self.account, domain.write_interval(s.writes_per_minute)
+            )
+        if wait > s.pacing_max_wait:
+            await self._wait(wait, "pacing", slot=slot)
+        if wait > 0:
+            self.svc.metrics.pacing_wait.observe(wait)
+            await asyncio.sleep(wait)
+        else:
+            self.svc.metrics.pacing_wait.observe(0)
+
+    async def _create(self, body: PinCreate) -> None:
+        self.creating = True
+        self.create_started_at = await self.repo.mark_create_started(self.p.post_id)
+        async with self._step("create") as step:
+            started = time.perf_counter()
+            pin = await self._call(lambda token: self.svc.pinterest.create_pin(token, body))
+            self.svc.metrics.create_latency.observe(time.perf_counter() - started)
+            step.detail = pin.id
+        await self._published(pin, adopted=False)
+
+    # ------------------------------------------------------------------ outcomes
+
+    async def _published(self, pin: Pin, *, adopted: bool) -> None:
+        url = domain.pin_url(pin.id)
+        event = PostPublishedEvent(
+            **caused_by(self.event),
+            producer=PRODUCER,
+            payload=PostPublished(
+                post_id=self.p.post_id,
+                pin_id=pin.id,
+                pin_url=url,
+                board_id=pin.board_id or self.content.board_id,
+                attempt=self.p.attempt,
+                published_at=dt.datetime.now(dt.UTC),
+            ),
+        )
+        try:
+            await self.repo.record_published(
+                self.p.post_id, pin_id=pin.id, pin_url=url, adopted=adopted, event=event
+            )
+        except PinAlreadyClaimed:
+            # A twin post (same board and texts) adopted this pin while our answer was on
+            # its way. Try again: reconciliation runs first and finds what is left.
+            log.error("pin_claimed_by_another_post", pin_id=pin.id)
+            await self._retry_failure(
+                PostError(
+                    code="pinterest_unavailable",
+                    message="The pin could not be recorded; the post will be checked again.",
+                    retryable=True,
+                )
+            )
+        kind = self.kind.value if self.kind else "unknown"
+        self.svc.metrics.published.labels(kind, "adopted" if adopted else "created").inc()
+        self.outcome = "adopted" if adopted else "published"
+        log.info("post_published", pin_id=pin.id, adopted=adopted)
+        raise _Done
+
+    async def _fail(self, code: str, message: str, *, retryable: bool = False) -> None:
+        await self._fail_with(PostError(code=code, message=message, retryable=retryable))
+
+    async def _fail_with(self, error: PostError) -> None:
+        event = PostFailedEvent(
+            **caused_by(self.event),
+            producer=PRODUCER,
+            payload=PostFailed(post_id=self.p.post_id, attempt=self.p.attempt, error=error),
+        )
+        await self.repo.record_failed(self.p.post_id, error, event)
+        self.svc.metrics.failed.labels(error.code).inc()
+        self.outcome = f"failed:{error.code}"
+        log.warning("post_failed", code=error.code, reason=error.message)
+        raise _Done
+
+    async def _wait(
+        self,
+        seconds: float,
+        reason: str,
+        *,
+        slot: dt.datetime | None = None,
+        error: PostError | None = None,
+    ) -> None:
+        """Come back in ``seconds`` through the scheduler (post.retry, attempt + 1)."""
+        retry_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=max(0.0, seconds))
+        texts = {
+            "pacing": "Waiting for a publishing slot: Pinterest limits how often one account "
+            "may publish.",
+            "media_poll": "Waiting for Pinterest to finish processing the video.",
+        }
+        text = error.message if error is not None else texts.get(reason, reason)
+        event = PostRetryEvent(
+            **caused_by(self.event),
+            producer=PRODUCER,
+            payload=PostRetry(
+                post_id=self.p.post_id,
+                attempt=self.p.attempt + 1,
+                retry_at=retry_at,
+                reason=text,
+                content=self.content,
+            ),
+        )
+        await self.repo.record_waiting(
+            self.p.post_id,
+            next_attempt=self.p.attempt + 1,
+            reason=reason,
+            failed=reason == "failure",
+            reserved_slot=slot,
+            last_error=error,
+            event=event,
+        )
+        self.svc.metrics.retries.labels(reason).inc()
+        self.outcome = f"retry:{reason}"
+        log.info("post_retry_scheduled", reason=reason, delay=round(seconds, 2))
+        raise _Done
+
+    async def _retry_failure(self, error: PostError, min_delay: float | None = None) -> None:
+        s = self.svc.settings
+        failures = self.failures + 1
+        if failures >= s.max_attempts:
+            await self._fail_with(domain.exhausted_error(error, failures))
+        delay = domain.backoff_delay(failures, s.retry_base_delay, s.retry_max_delay, self.svc.rng)
+        if min_delay is not None:
+            delay = max(delay, min_delay)
+        await self._wait(delay, "failure", error=error)
+
+    async def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, NeedsReauth):
+            await self._fail("pinterest_reauth_required", domain.reauth_message())
+        if isinstance(exc, UnknownAccount):
+            await self._fail(
+                "pinterest_account_not_connected",
+                "The Pinterest account of this profile is no longer connected. Reconnect it "
+                "and schedule the post again.",
+            )
+        if isinstance(exc, AuthUnavailable):
+            log.warning("auth_unavailable", error=str(exc))
+            await self._retry_failure(
+                PostError(
+                    code="auth_unavailable",
+                    message="The Pinterest authorization could not be read right now; the "
+                    "post will be retried.",
+                    retryable=True,
+                )
+            )
+        if isinstance(exc, InvalidContent):
+            await self._fail("invalid_content", f"The post cannot be published: {exc}")
+        if isinstance(exc, MediaFetchError):
+            if exc.permanent:
+                await self._fail(exc.code, exc.message)
+            await self._retry_failure(PostError(code=exc.code, message=exc.message, retryable=True))
+        assert isinstance(exc, pe.PinterestError)
+        verdict = domain.classify(exc, during_create=self.creating)
+        self.svc.metrics.pinterest_errors.labels(verdict.code).inc()
+        if verdict.action is Action.REAUTH:
+            await self._fail(verdict.code, verdict.message)
+        if verdict.action is Action.FAIL:
+            await self._fail(verdict.code, verdict.message)
+        if verdict.rate_limited:
+            pause = verdict.retry_after or self.svc.settings.rate_limit_backoff
+            await self.repo.pause_account(self.account, pause)
+        if verdict.code == "pinterest_media_lost":
+            await self.repo.forget_media(self.p.post_id)
+        if verdict.outcome_unknown and self.create_started_at is not None:
+            # The pin may exist: look now (the next run looks again before creating).
+            log.info("create_outcome_unknown", error=str(exc))
+            with contextlib.suppress(pe.PinterestError, TokenError):
+                await self._reconcile()
+        await self._retry_failure(
+            PostError(code=verdict.code, message=verdict.message, retryable=True),
+            min_delay=verdict.retry_after,
+        )
