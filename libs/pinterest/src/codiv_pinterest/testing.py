@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from codiv_pinterest.emulator.app import STATE, create_app
+from codiv_pinterest.emulator.app import STATE, Middleware, create_app
 from codiv_pinterest.emulator.config import EmulatorConfig
 from codiv_pinterest.emulator.state import EmulatorState
 
@@ -39,10 +39,14 @@ class RunningEmulator:
 
 @asynccontextmanager
 async def run_emulator(
-    config: EmulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+    config: EmulatorConfig | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    middlewares: Sequence[Middleware] = (),
 ) -> AsyncIterator[RunningEmulator]:
     """Serve a fresh emulator on a free port for the duration of the ``async with``."""
-    app = create_app(config)
+    app = create_app(config, middlewares=middlewares)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     try:

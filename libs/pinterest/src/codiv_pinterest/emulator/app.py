@@ -7,7 +7,7 @@ import base64
 import binascii
 import contextlib
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 from urllib.parse import urlencode
@@ -15,6 +15,7 @@ from xml.sax.saxutils import escape
 
 import structlog
 from aiohttp import BodyPartReader, web
+from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from codiv_pinterest.emulator.config import ALL_SCOPES, EmulatorConfig, SeedApp, SeedBoard, SeedUser
@@ -31,7 +32,7 @@ from codiv_pinterest.emulator.state import (
     format_time,
 )
 
-__all__ = ["ROUTES", "STATE", "Route", "create_app"]
+__all__ = ["ROUTES", "STATE", "Middleware", "Route", "create_app"]
 
 STATE: Final = web.AppKey("codiv_pinterest_emulator_state", EmulatorState)
 
@@ -669,9 +670,14 @@ async def _faults(
     return _drop_connection(request)
 
 
-def create_app(config: EmulatorConfig | None = None) -> web.Application:
-    """Build the emulator application; all its state lives in ``app[STATE]``."""
-    app = web.Application(middlewares=[_errors, _faults])
+def create_app(
+    config: EmulatorConfig | None = None, *, middlewares: Sequence[Middleware] = ()
+) -> web.Application:
+    """Build the emulator application; all its state lives in ``app[STATE]``.
+
+    ``middlewares`` run outside the emulator's own (e.g. a test's contract recorder).
+    """
+    app = web.Application(middlewares=[*middlewares, _errors, _faults])
     app[STATE] = EmulatorState(config or EmulatorConfig())
     for route in ROUTES:
         app.router.add_route(
