@@ -114,7 +114,7 @@ class AuthTokenClient:
             ) as resp:
                 status = resp.status
                 body: Any = None
-                if resp.content_type == "application/json":
+                if resp.content_type.endswith("json"):
                     body = await resp.json()
                 else:
                     await resp.read()

@@ -290,7 +290,7 @@ class PublicationRepository:
 
 
 def _lock_key_sql() -> str:
-    return "hashtextextended('codiv-publisher:' || $1::text, 0)"
+    return "hashtextextended('codiv-publisher:' || $1::uuid::text, 0)"
 
 
 @contextlib.asynccontextmanager
