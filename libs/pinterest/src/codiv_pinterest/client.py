@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import email.utils
 import json
@@ -209,7 +210,7 @@ class PinterestClient:
         path: str,
         *,
         token: str | None = None,
-        basic: aiohttp.BasicAuth | None = None,
+        basic: tuple[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         json_body: Mapping[str, Any] | None = None,
         form: Mapping[str, str] | None = None,
@@ -219,6 +220,9 @@ class PinterestClient:
         headers = {"Accept": "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
+        elif basic is not None:
+            pair = f"{basic[0]}:{basic[1]}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
         write = method != "GET"
         try:
             async with self._session.request(
@@ -228,7 +232,6 @@ class PinterestClient:
                 params=params,
                 json=json_body,
                 data=form,
-                auth=basic,
                 timeout=self._timeout,
             ) as resp:
                 status = resp.status
@@ -320,7 +323,7 @@ class PinterestClient:
         data = await self._call(
             "POST",
             "/oauth/token",
-            basic=aiohttp.BasicAuth(client_id, client_secret),
+            basic=(client_id, client_secret),
             form={
                 "grant_type": "authorization_code",
                 "code": code,
@@ -347,7 +350,7 @@ class PinterestClient:
         data = await self._call(
             "POST",
             "/oauth/token",
-            basic=aiohttp.BasicAuth(client_id, client_secret),
+            basic=(client_id, client_secret),
             form=form,
             token_endpoint=True,
         )
