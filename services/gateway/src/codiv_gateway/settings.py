@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 from codiv_common.settings import ServiceSettings
+from pydantic import Field, SecretStr
 
 
 class Settings(ServiceSettings):
-    """Gateway settings (environment variables; see the README's configuration table)."""
+    """Gateway settings (environment variables; see the service README's table)."""
 
     service_name: str = "gateway"
     port: int = 8080
+    public_base_url: str = "http://127.0.0.1:8080"
+    rate_limit_free: int = Field(default=100, ge=1, description="requests per window, free plan")
+    rate_limit_pro: int = Field(default=100, ge=1, description="requests per window, pro plan")
+    rate_limit_window_seconds: int = Field(default=60, ge=1, le=3600)
+    free_max_profiles: int = Field(default=2, ge=0)
+    free_max_uploads_per_month: int = Field(default=10, ge=0)
+    idempotency_ttl_hours: float = Field(default=24.0, gt=0)
+    allow_loopback_media: bool = False
+    media_resolve_timeout: float = Field(default=3.0, gt=0)
+    media_fetch_timeout: float = Field(default=8.0, gt=0)
+    oauth_state_secret: SecretStr = SecretStr("dev-only-oauth-state-secret-change-me")
+    oauth_state_ttl_seconds: int = Field(default=600, ge=60)
+    pinterest_client_id: str = "codiv-dev-client"
+    pinterest_oauth_url: str = "https://www.pinterest.com/oauth/"
+    oauth_redirect_uri: str = "http://127.0.0.1:8081/oauth/pinterest/callback"
+    pinterest_scopes: str = "boards:read,boards:write,pins:read,pins:write,user_accounts:read"
