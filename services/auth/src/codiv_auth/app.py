@@ -71,7 +71,10 @@ def create_app(settings: Settings, secrets: Secrets | None = None) -> web.Applic
             client = PinterestClient(session, settings.api_url, timeout=settings.pinterest_timeout)
             repo = AccountRepository(pool, SCHEMA)
             oauth_app = OAuthApp(
-                secrets.client_id, secrets.client_secret, settings.oauth_redirect_uri
+                secrets.client_id,
+                secrets.client_secret,
+                settings.oauth_redirect_uri,
+                settings.scopes,
             )
             tokens = Tokens(
                 repo,

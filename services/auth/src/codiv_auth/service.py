@@ -99,6 +99,7 @@ class OAuthApp:
     client_id: str
     client_secret: str = field(repr=False)
     redirect_uri: str
+    scopes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -583,6 +584,13 @@ class Connections:
             answer = await self.client.exchange_code(
                 self.app.client_id, self.app.client_secret, code, self.app.redirect_uri
             )
+            missing = sorted(set(self.app.scopes) - answer.scopes)
+            if missing:
+                raise ConnectFailed(
+                    "insufficient_scope",
+                    "Pinterest granted fewer permissions than Codiv needs to publish (missing: "
+                    f"{', '.join(missing)}). Please connect again and allow every permission.",
+                )
             user = await self.client.get_user_account(answer.access_token)
         except TokenRefused as exc:
             if exc.client_authentication_failed:
@@ -598,9 +606,17 @@ class Connections:
                 "Pinterest did not accept the authorization (it may have expired or been "
                 "used already). Please start connecting again.",
             ) from exc
-        except PinterestError as exc:
+        except Unauthorized as exc:
             raise ConnectFailed(
-                "pinterest_unavailable",
+                "insufficient_scope" if exc.missing_scope else "token_rejected",
+                "Pinterest did not let Codiv read your account with the permissions you "
+                "granted. Please connect again and allow every permission.",
+            ) from exc
+        except PinterestError as exc:
+            if not exc.retryable:
+                log.warning("oauth_connect_pinterest_error", status=exc.status, code=exc.code)
+            raise ConnectFailed(
+                "pinterest_unavailable" if exc.retryable else "pinterest_error",
                 "Pinterest could not be reached to finish connecting. Please try again "
                 "in a minute.",
                 status=502,
