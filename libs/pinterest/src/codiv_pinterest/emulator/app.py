@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,7 +14,6 @@ from typing import Any, Final, TypeVar
 from urllib.parse import urlencode
 from xml.sax.saxutils import escape
 
-import structlog
 from aiohttp import BodyPartReader, web
 from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -36,7 +36,7 @@ __all__ = ["ROUTES", "STATE", "Middleware", "Route", "create_app"]
 
 STATE: Final = web.AppKey("codiv_pinterest_emulator_state", EmulatorState)
 
-_log = structlog.get_logger("codiv_pinterest.emulator")
+_log = logging.getLogger("codiv_pinterest.emulator")
 
 Handler = Callable[[web.Request, EmulatorState, Caller], Awaitable[web.StreamResponse]]
 
@@ -648,7 +648,7 @@ async def _faults(
     if fault is None:
         return await handler(request)
     rule = fault.rule
-    _log.debug("fault_injected", kind=rule.kind, method=request.method, path=request.path)
+    _log.debug("fault injected: %s %s %s", rule.kind, request.method, request.path)
     if rule.kind == "error":
         raise ApiError(
             rule.status,
