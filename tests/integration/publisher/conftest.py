@@ -33,7 +33,7 @@ from codiv_publisher.app import create_app
 from codiv_publisher.settings import Settings
 from codiv_testsupport import free_port, wait_until
 
-INTERNAL_TOKEN = "test-internal-token"  # noqa: S105
+INTERNAL_TOKEN = "test-internal-token"
 
 
 async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
@@ -216,9 +216,10 @@ class Harness:
             return await resp.json() if resp.status != 204 else None
 
     async def get_pin(self, pin_id: str) -> dict[str, Any]:
+        token = self.auth.accounts[self.account.account_id].access_token
         async with self.http.get(
             f"{self.emulator_url}/v5/pins/{pin_id}",
-            headers={"Authorization": f"Bearer {self.auth.accounts[self.account.account_id].access_token}"},
+            headers={"Authorization": f"Bearer {token}"},
         ) as resp:
             assert resp.status == 200, await resp.text()
             data: dict[str, Any] = await resp.json()

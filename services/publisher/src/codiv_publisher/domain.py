@@ -153,7 +153,7 @@ def classify(err: pe.PinterestError, *, during_create: bool) -> Verdict:
         return Verdict(
             Action.RETRY,
             "pinterest_rate_limited",
-            "Pinterest asked us to slow down for this account; the post will be retried.",
+            "Pinterest asked us to slow down for this account (rate limit).",
             retry_after=err.retry_after,
             rate_limited=True,
         )
@@ -161,7 +161,7 @@ def classify(err: pe.PinterestError, *, during_create: bool) -> Verdict:
         return Verdict(
             Action.RETRY,
             "pinterest_unreachable",
-            "Pinterest did not answer in time; the post will be retried.",
+            "Pinterest did not answer in time.",
             outcome_unknown=during_create and err.outcome_unknown,
         )
     if isinstance(err, pe.TrialAccessRestricted):
@@ -212,7 +212,7 @@ def classify(err: pe.PinterestError, *, during_create: bool) -> Verdict:
         return Verdict(
             Action.RETRY,
             "pinterest_media_lost",
-            "Pinterest lost the uploaded video; it will be uploaded again.",
+            "Pinterest lost the uploaded video; it is uploaded again.",
         )
     if isinstance(err, pe.NotFound):
         return Verdict(
@@ -228,13 +228,13 @@ def classify(err: pe.PinterestError, *, during_create: bool) -> Verdict:
         return Verdict(
             Action.RETRY,
             "pinterest_upload_failed",
-            "Uploading the video to Pinterest failed; it will be retried.",
+            "Uploading the video to Pinterest failed.",
         )
     if isinstance(err, pe.InvalidResponse):
         return Verdict(
             Action.RETRY,
             "pinterest_invalid_response",
-            "Pinterest answered with something unreadable; the post will be retried.",
+            "Pinterest answered with something unreadable.",
             outcome_unknown=during_create,
         )
     # ServerError, Conflict and anything unexpected: transient. A 5xx on a create may
@@ -242,9 +242,13 @@ def classify(err: pe.PinterestError, *, during_create: bool) -> Verdict:
     return Verdict(
         Action.RETRY,
         "pinterest_unavailable",
-        "Pinterest is having trouble right now; the post will be retried.",
+        "Pinterest is having trouble right now" + _status(err) + ".",
         outcome_unknown=during_create and not isinstance(err, pe.Conflict),
     )
+
+
+def _status(err: pe.PinterestError) -> str:
+    return f" (HTTP {err.status})" if err.status else ""
 
 
 def reauth_message() -> str:

@@ -179,8 +179,7 @@ class _Run:
                 await self._retry_failure(
                     PostError(
                         code="internal_error",
-                        message=f"Unexpected error while publishing ({type(exc).__name__}); "
-                        "the post will be retried.",
+                        message=f"Unexpected error while publishing ({type(exc).__name__}).",
                         retryable=True,
                     )
                 )
@@ -329,14 +328,16 @@ class _Run:
     async def _pace(self) -> None:
         """Wait for this account's next write slot, or come back for it through a retry."""
         s = self.svc.settings
+        interval = domain.write_interval(s.writes_per_minute)
         slot = self.reserved_slot
+        wait = 0.0
         if slot is not None:
             self.reserved_slot = None
             wait = await self.repo.seconds_until(slot)
-        else:
-            slot, wait = await self.repo.reserve_slot(
-                self.account, domain.write_interval(s.writes_per_minute)
-            )
+            if wait < -interval:
+                slot = None  # came back late: writing now could bunch with the next slot
+        if slot is None:
+            slot, wait = await self.repo.reserve_slot(self.account, interval)
         if wait > s.pacing_max_wait:
             await self._wait(wait, "pacing", slot=slot)
         if wait > 0:
@@ -382,7 +383,7 @@ class _Run:
             await self._retry_failure(
                 PostError(
                     code="pinterest_unavailable",
-                    message="The pin could not be recorded; the post will be checked again.",
+                    message="The pin could not be recorded; the post is checked again.",
                     retryable=True,
                 )
             )
@@ -422,7 +423,10 @@ class _Run:
             "may publish.",
             "media_poll": "Waiting for Pinterest to finish processing the video.",
         }
-        text = error.message if error is not None else texts.get(reason, reason)
+        if error is not None:
+            text = f"{error.message} Trying again (attempt {self.p.attempt + 1})."
+        else:
+            text = texts.get(reason, reason)
         event = PostRetryEvent(
             **caused_by(self.event),
             producer=PRODUCER,
@@ -472,8 +476,7 @@ class _Run:
             await self._retry_failure(
                 PostError(
                     code="auth_unavailable",
-                    message="The Pinterest authorization could not be read right now; the "
-                    "post will be retried.",
+                    message="The account's Pinterest authorization could not be read right now.",
                     retryable=True,
                 )
             )

@@ -118,7 +118,7 @@ class VideoDownloader:
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 raise MediaFetchError(
                     "video_download_failed",
-                    f"Downloading the video failed ({type(exc).__name__}); it will be retried.",
+                    f"Downloading the video failed ({type(exc).__name__}).",
                     permanent=False,
                 ) from exc
         raise MediaFetchError(
@@ -131,7 +131,7 @@ class VideoDownloader:
         except UnresolvableHost as exc:
             raise MediaFetchError(
                 "video_download_failed",
-                f"The video's host does not resolve ({exc.host}); it will be retried.",
+                f"The video's host does not resolve ({exc.host}).",
                 permanent=False,
             ) from exc
         except UnsafeURL as exc:
@@ -148,7 +148,7 @@ class VideoDownloader:
         if status in (408, 425, 429) or status >= 500:
             raise MediaFetchError(
                 "video_download_failed",
-                f"The video's server answered {status}; the download will be retried.",
+                f"The video's server answered HTTP {status}.",
                 permanent=False,
             )
         raise MediaFetchError(
