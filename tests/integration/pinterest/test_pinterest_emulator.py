@@ -270,3 +270,16 @@ async def test_unchecked_requests_get_pinterest_errors(
             answer = await resp.json()
             assert set(answer) >= {"code", "message"}
             assert resp.headers["x-pinterest-rid"]
+
+
+async def test_ambiguous_upload_is_applied_but_unanswered(
+    client: PinterestClient, token: str, admin: EmulatorAdmin, video_file: Path
+) -> None:
+    from codiv_pinterest import PinterestTransportError
+
+    registration = await client.register_media(token)
+    await admin.add_fault(kind="ambiguous", path="/_emulator/media-upload/.*", count=1)
+    with pytest.raises(PinterestTransportError) as info:
+        await client.upload_media(registration, video_file)
+    assert info.value.outcome_unknown
+    assert (await client.get_media(token, registration.media_id)).status == "succeeded"

@@ -661,8 +661,9 @@ async def _faults(
         except ApiError:
             user = None
         raise state.forced_rate_limit(user, "injected")
-    await request.read()
-    if rule.kind == "ambiguous":
+    if rule.kind == "timeout":
+        await request.read()  # the request arrived whole; only the answer is lost
+    else:  # ambiguous
         # A refused write changed nothing; either way the client learns nothing.
         with contextlib.suppress(ApiError):
             await handler(request)
