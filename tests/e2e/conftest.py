@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
+from codiv_devtools.system import Client, System, SystemConfig
 from codiv_testsupport import ServiceProcess, free_port
 
 
@@ -50,3 +52,37 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     rep = yield
     setattr(item, f"rep_{rep.when}", rep)
     return rep
+
+
+@pytest.fixture
+def system_config(database_url: str, broker, tmp_path: Path) -> SystemConfig:  # type: ignore[no-untyped-def]
+    """The whole system on this test's database and broker names (tests may adjust it)."""
+    return SystemConfig(
+        database_url=database_url,
+        amqp_url=broker.url,
+        log_dir=tmp_path / "logs",
+        exchange=broker.exchange,
+        queue_prefix=broker.queue_prefix,
+    )
+
+
+@pytest.fixture
+async def system(
+    system_config: SystemConfig, request: pytest.FixtureRequest
+) -> AsyncIterator[System]:
+    """Emulator + auth + scheduler + publisher + gateway as processes, all ready."""
+    sys_ = System(system_config)
+    try:
+        await sys_.start()
+        yield sys_
+    finally:
+        sys_.stop()
+        rep = getattr(request.node, "rep_call", None)
+        if rep is None or rep.failed:
+            print(sys_.logs(4000))
+
+
+@pytest.fixture
+async def client(system: System) -> AsyncIterator[Client]:
+    async with aiohttp.ClientSession() as session:
+        yield Client(system, session)

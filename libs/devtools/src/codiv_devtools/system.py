@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from .processes import ServiceProcess, free_port
+import aiohttp
+
+from .processes import VENV_BIN, ServiceProcess, free_port, wait_until
 
 SERVICE_COMMANDS = {
     "auth": "codiv-auth",
@@ -19,9 +25,7 @@ SERVICE_COMMANDS = {
 
 
 def generate_key() -> str:
-    import base64
-    import os
-
+    """A random AES-256 key, base64 encoded, for ``TOKEN_ENCRYPTION_KEYS``."""
     return base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
 
 
@@ -93,7 +97,7 @@ class System:
             "PINTEREST_API_URL": f"{self.emulator_url}/v5",
             "PINTEREST_OAUTH_URL": f"{self.emulator_url}/oauth/",
             "OAUTH_REDIRECT_URI": f"{auth}/oauth/pinterest/callback",
-            "OAUTH_SUCCESS_URL": f"{self.gateway_url}/v1/connected",
+            "OAUTH_SUCCESS_URL": f"{self.gateway_url}/docs",
             "AUTH_URL": auth,
             "ALLOW_LOOPBACK_MEDIA": "true",
         }
@@ -155,3 +159,98 @@ class System:
         for proc in [*self.all_services(), *([self.emulator] if self.emulator else [])]:
             parts.append(f"----- {proc.name} -----\n{proc.logs()[-tail:]}")
         return "\n".join(parts)
+
+
+class ApiError(AssertionError):
+    """A gateway call answered an unexpected status."""
+
+
+class Client:
+    """A thin HTTP client for the gateway and the emulator's admin API."""
+
+    def __init__(self, system: System, session: aiohttp.ClientSession) -> None:
+        self.system = system
+        self.session = session
+
+    async def create_workspace(self, name: str, plan: str = "pro") -> dict[str, str]:
+        """``codiv admin create-workspace --json``: returns workspace_id and api_key."""
+        proc = await asyncio.create_subprocess_exec(
+            str(VENV_BIN / "codiv"),
+            "admin",
+            "create-workspace",
+            "--name",
+            name,
+            "--plan",
+            plan,
+            "--json",
+            env={**os.environ, "DATABASE_URL": self.system.config.database_url},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise ApiError(f"create-workspace failed: {err.decode()}")
+        data: dict[str, str] = json.loads(out.decode().strip().splitlines()[-1])
+        return data
+
+    async def api(
+        self,
+        method: str,
+        path: str,
+        api_key: str,
+        body: Any = None,
+        expect: int | tuple[int, ...] = (200, 201, 202, 204),
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Call the gateway; return the decoded JSON body (None when empty)."""
+        expected = (expect,) if isinstance(expect, int) else expect
+        hdrs = {"Authorization": f"Bearer {api_key}", **(headers or {})}
+        async with self.session.request(
+            method, self.system.gateway_url + path, json=body, headers=hdrs
+        ) as resp:
+            text = await resp.text()
+            if resp.status not in expected:
+                raise ApiError(f"{method} {path} -> {resp.status}: {text[:2000]}")
+            return json.loads(text) if text else None
+
+    async def emulator(self, method: str, path: str, body: Any = None) -> Any:
+        """Call the emulator's admin API (``/_emulator/...``)."""
+        async with self.session.request(
+            method, f"{self.system.emulator_url}/_emulator{path}", json=body
+        ) as resp:
+            text = await resp.text()
+            if resp.status >= 300:
+                raise ApiError(f"emulator {method} {path} -> {resp.status}: {text[:1000]}")
+            return json.loads(text) if text else None
+
+    async def connect_profile(
+        self, api_key: str, profile: str, emulator_user: str | None = None
+    ) -> dict[str, Any]:
+        """Create ``profile`` (if new) and connect it through the real OAuth redirect chain.
+
+        Follows authorize URL -> emulator consent -> auth callback by hand, then waits
+        until the gateway's copy shows the account connected with its boards.
+        """
+        await self.api("POST", "/v1/profiles", api_key, {"name": profile}, expect=(201, 409))
+        started = await self.api(
+            "POST", f"/v1/profiles/{profile}/connections/pinterest", api_key, expect=(200, 201)
+        )
+        url = started["authorize_url"]
+        if emulator_user:
+            url += f"&emulator_user={emulator_user}"
+        async with self.session.get(url, allow_redirects=False) as resp:
+            if resp.status != 302:
+                raise ApiError(f"emulator consent -> {resp.status}: {await resp.text()}")
+            callback = resp.headers["Location"]
+        async with self.session.get(callback, allow_redirects=False) as resp:
+            if resp.status not in (302, 303):
+                raise ApiError(f"auth callback -> {resp.status}: {await resp.text()}")
+
+        async def connected() -> dict[str, Any] | None:
+            info: dict[str, Any] = await self.api("GET", f"/v1/profiles/{profile}", api_key)
+            conn = info.get("pinterest") or {}
+            status = conn.get("status") if isinstance(conn, dict) else None
+            return info if status == "connected" and info.get("boards_count") else None
+
+        result: dict[str, Any] = await wait_until(connected, timeout=30, interval=0.2)
+        return result
