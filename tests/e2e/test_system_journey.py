@@ -45,7 +45,8 @@ async def test_connect_then_publish_now_and_scheduled(client: Client) -> None:
         },
         expect=202,
     )
-    assert now_post["board"]["id"] == board["id"] if "board" in now_post else True
+    assert now_post["pinterest_board_id"] == board["id"]
+    assert now_post["pinterest_board_name"] == "Recipes"
     due = datetime.now(UTC) + timedelta(seconds=3)
     later_post = await client.api(
         "POST",
@@ -70,8 +71,11 @@ async def test_connect_then_publish_now_and_scheduled(client: Client) -> None:
     pins = await client.emulator("GET", "/pins")
     items = pins["items"] if isinstance(pins, dict) and "items" in pins else pins
     made = {p["id"]: p for p in items}
-    assert first["pin_id"] in made and second["pin_id"] in made
+    assert first["pin_id"] in made
+    assert second["pin_id"] in made
     assert len(made) == 2, "exactly two pins, no duplicate"
+    events = [entry for entry in first["timeline"]]
+    assert len(events) >= 3, events  # accepted, released, attempt, published
     pin = made[first["pin_id"]]
     assert pin["title"] == "Green salad"
     assert pin["link"] == "https://shop.example.com/salad"
