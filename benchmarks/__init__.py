@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m benchmarks [--quick]` runs every benchmarks/<name>/bench.py."""
