@@ -195,7 +195,10 @@ class Tokens:
         return AccessToken(self.cipher.decrypt(row.id, row.access_token_enc), row.access_expires_at)
 
     def _fresh_enough(self, row: AccountRow) -> bool:
-        margin = dt.timedelta(seconds=self.policy.min_validity)
+        # Hand out a token only with some life left: min_validity, or a tenth of its life
+        # for tokens that live less than ten times that (never refresh on every request).
+        life = (row.access_expires_at - row.access_issued_at).total_seconds()
+        margin = dt.timedelta(seconds=min(self.policy.min_validity, max(0.0, life) / 10))
         return row.access_expires_at - margin > utcnow()
 
     async def _load(self, account_id: uuid.UUID) -> AccountRow:
@@ -235,13 +238,17 @@ class Tokens:
             claim = uuid.uuid4()
             claimed = await self.repo.claim_refresh(claim, self.policy.lease, account_id=row.id)
             if claimed:
-                return await self._refresh_claimed(claimed[0], claim, trigger=trigger)
-            current = await self._load(row.id)
-            if current.token_generation != generation and self._fresh_enough(current):
-                return self._current(current)  # another replica refreshed it meanwhile
+                if claimed[0].token_generation == generation:
+                    return await self._refresh_claimed(claimed[0], claim, trigger=trigger)
+                # Refreshed by someone else since this request read the row: use that.
+                await self.repo.release_refresh(row.id, claim)
+                return self._current(claimed[0])
             if asyncio.get_running_loop().time() > deadline:
                 raise RefreshUnavailable("a refresh of this account is still running", 2.0)
             await asyncio.sleep(0.1)
+            current = await self._load(row.id)
+            if current.token_generation != generation:
+                return self._current(current)  # the refresh in flight elsewhere finished
 
     # ------------------------------------------------------------ refresh
 
