@@ -145,11 +145,38 @@ async def read_json(request: web.Request) -> Any:
             400, "invalid_json", "Malformed JSON", "The body is empty; send a JSON object."
         )
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        value = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise Problem(
             400, "invalid_json", "Malformed JSON", f"The body is not valid JSON: {exc}"
         ) from None
+    refuse_nul(value)
+    return value
+
+
+def _nul_field(value: Any, path: str = "") -> str | None:
+    """The field path of the first string holding a NUL character (Postgres refuses them)."""
+    if isinstance(value, str):
+        return (path or "body") if "\x00" in value else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = (
+                _nul_field(k, path) if "\x00" in k else _nul_field(v, f"{path}.{k}" if path else k)
+            )
+            if found:
+                return found
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _nul_field(v, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def refuse_nul(value: Any) -> None:
+    field = _nul_field(value)
+    if field is not None:
+        raise domain.validation_problem([FieldError(field, "must not contain NUL characters")])
 
 
 def idempotency_key(request: web.Request) -> str | None:
@@ -173,6 +200,7 @@ def reply(outcome: Outcome) -> web.Response:
 
 
 def parse_query(model: type[pydantic.BaseModel], request: web.Request) -> Any:
+    refuse_nul(dict(request.query))
     try:
         return model.model_validate(dict(request.query))
     except pydantic.ValidationError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ log = get_logger(__name__)
 
 T = TypeVar("T")
 PRODUCER = "gateway"
+PROFILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 URL_FIELDS = ("pinterest_cover_image_url",)
 
 
@@ -390,6 +392,8 @@ class GatewayService:
         return {"object": "list", "data": [profile_out(r, now) for r in rows], "has_more": False}
 
     async def _profile(self, conn: Db, caller: Caller, name: str, lock: bool = False) -> Any:
+        if not PROFILE_NAME_RE.match(name):
+            raise domain.not_found("profile", name)
         row = await Store.profile(conn, caller.workspace_id, name, lock=lock)
         if row is None:
             raise domain.not_found("profile", name)
