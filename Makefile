@@ -36,10 +36,10 @@ test-fast: install
 	$(UV) run pytest -x -q $(PYTEST_ARGS)
 
 run: install deps-up
-	$(UV) run python scripts/run_local.py
+	$(UV) run codiv-dev
 
 demo: install deps-up
-	$(UV) run python scripts/run_local.py --demo
+	$(UV) run codiv-dev --demo
 
 bench: install deps-up
 	$(UV) run python -m benchmarks
