@@ -126,6 +126,9 @@ def rotate_command(args: argparse.Namespace, *, stderr: TextIO = sys.stderr) -> 
     except (RotationError, ConfigError) as exc:
         print(f"rotate-token-keys: FAILED: {exc}", file=stderr)
         return 1
+    except (asyncpg.PostgresError, OSError) as exc:
+        print(f"rotate-token-keys: FAILED: database error: {exc}", file=stderr)
+        return 1
     return 0
 
 
