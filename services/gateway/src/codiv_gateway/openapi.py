@@ -76,6 +76,8 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
         prop = _strip_null(dict(prop))
         description = prop.pop("description", None)
         prop.pop("title", None)
+        if prop.get("default", 0) is None:
+            del prop["default"]
         param: dict[str, Any] = {
             "name": name,
             "in": "query",
