@@ -246,6 +246,7 @@ def publisher_settings(database_url: str, broker: Any) -> Callable[..., Settings
             "internal_service_token": INTERNAL_TOKEN,
             "allow_loopback_media": True,
             "retry_base_delay": 0.2,
+            "pinterest_timeout": 3.0,
             "retry_max_delay": 1.0,
             "media_poll_initial": 0.3,
             "media_poll_max": 1.0,

@@ -129,6 +129,7 @@ class _Run:
         self.reauthed = False
         self.creating = False
         self.create_started_at: dt.datetime | None = None
+        self.last_create_at: dt.datetime | None = None
         self.reserved_slot: dt.datetime | None = None
         self.failures = 0
         self.kind: PinKind | None = None
@@ -158,6 +159,7 @@ class _Run:
             self.outcome = "stale_attempt"
             return
         self.create_started_at = pub.create_started_at
+        self.last_create_at = pub.last_create_at
         self.reserved_slot = pub.reserved_slot
         self.failures = pub.failures
         if pub.create_started_at is not None:
@@ -249,8 +251,13 @@ class _Run:
         else:
             await self.repo.finish_step(step_id, step.outcome, step.detail)
 
-    async def _reconcile(self) -> None:
-        """Look for the pin an earlier, unanswered create may have made; adopt it if found."""
+    async def _reconcile(self, *, settle: bool = True) -> float:
+        """Look for the pin an earlier, unanswered create may have made; adopt it if found.
+
+        Not found, and the latest create may still be running at Pinterest (our side gave
+        up or died, theirs did not): with ``settle`` come back once it must have ended,
+        else return the seconds until then (0 when settled).
+        """
         assert self.create_started_at is not None
         since = self.create_started_at - dt.timedelta(seconds=self.svc.settings.reconcile_skew)
         found: Pin | None = None
@@ -277,6 +284,15 @@ class _Run:
         if found is not None:
             log.info("pin_adopted", pin_id=found.id)
             await self._published(found, adopted=True)
+        remaining = 0.0
+        if self.last_create_at is not None:
+            settled_at = self.last_create_at + dt.timedelta(
+                seconds=self.svc.settings.pinterest_timeout + 1
+            )
+            remaining = max(0.0, await self.repo.seconds_until(settled_at))
+        if settle and remaining > 0:
+            await self._wait(remaining, "reconcile")
+        return remaining
 
     async def _video(self) -> str | None:
         s = self.svc.settings
@@ -348,7 +364,9 @@ class _Run:
 
     async def _create(self, body: PinCreate) -> None:
         self.creating = True
-        self.create_started_at = await self.repo.mark_create_started(self.p.post_id)
+        self.create_started_at, self.last_create_at = await self.repo.mark_create_started(
+            self.p.post_id
+        )
         async with self._step("create") as step:
             started = time.perf_counter()
             pin = await self._call(lambda token: self.svc.pinterest.create_pin(token, body))
@@ -422,6 +440,8 @@ class _Run:
             "pacing": "Waiting for a publishing slot: Pinterest limits how often one account "
             "may publish.",
             "media_poll": "Waiting for Pinterest to finish processing the video.",
+            "reconcile": "Checking whether an interrupted publish reached Pinterest before "
+            "trying again.",
         }
         if error is not None:
             text = f"{error.message} Trying again (attempt {self.p.attempt + 1})."
@@ -498,12 +518,20 @@ class _Run:
             await self.repo.pause_account(self.account, pause)
         if verdict.code == "pinterest_media_lost":
             await self.repo.forget_media(self.p.post_id)
+        if self.creating and not isinstance(exc, pe.PinterestTransportError):
+            # Pinterest answered: that create is over, nothing of it is still running.
+            await self.repo.create_answered(self.p.post_id)
+            self.last_create_at = None
+        min_delay = verdict.retry_after or 0.0
         if verdict.outcome_unknown and self.create_started_at is not None:
             # The pin may exist: look now (the next run looks again before creating).
             log.info("create_outcome_unknown", error=str(exc))
             with contextlib.suppress(pe.PinterestError, TokenError):
-                await self._reconcile()
+                remaining = await self._reconcile(settle=False)
+                if isinstance(exc, pe.PinterestTransportError):
+                    # No answer: Pinterest may still be creating it. Retry after that.
+                    min_delay = max(min_delay, remaining)
         await self._retry_failure(
             PostError(code=verdict.code, message=verdict.message, retryable=True),
-            min_delay=verdict.retry_after,
+            min_delay=min_delay or None,
         )

@@ -27,6 +27,7 @@ class Publication:
     resume_reason: str | None
     reserved_slot: dt.datetime | None
     create_started_at: dt.datetime | None
+    last_create_at: dt.datetime | None
     pin_id: str | None
     last_error_code: str | None
     last_error_message: str | None
@@ -46,7 +47,7 @@ class PinAlreadyClaimed(Exception):
 
 _PUBLICATION_COLUMNS = (
     "post_id, state, attempt, next_attempt, failures, resume_reason, reserved_slot,"
-    " create_started_at, pin_id, last_error_code, last_error_message"
+    " create_started_at, last_create_at, pin_id, last_error_code, last_error_message"
 )
 
 
@@ -126,16 +127,23 @@ class PublicationRepository:
             detail[:1000] if detail else None,
         )
 
-    async def mark_create_started(self, post_id: uuid.UUID) -> dt.datetime:
-        """Record that a create is about to be sent; keeps the earliest such time."""
-        value = await self._conn.fetchval(
+    async def mark_create_started(self, post_id: uuid.UUID) -> tuple[dt.datetime, dt.datetime]:
+        """Record that a create is about to be sent: (earliest, latest) create start."""
+        row = await self._conn.fetchrow(
             "UPDATE publications SET create_started_at = coalesce(create_started_at, now()),"
-            " reserved_slot = NULL, updated_at = now() WHERE post_id = $1"
-            " RETURNING create_started_at",
+            " last_create_at = now(), reserved_slot = NULL, updated_at = now()"
+            " WHERE post_id = $1"
+            " RETURNING create_started_at, last_create_at",
             post_id,
         )
-        assert isinstance(value, dt.datetime)
-        return value
+        assert row is not None
+        return row["create_started_at"], row["last_create_at"]
+
+    async def create_answered(self, post_id: uuid.UUID) -> None:
+        """Pinterest answered the latest create (an error): none is in progress any more."""
+        await self._conn.execute(
+            "UPDATE publications SET last_create_at = NULL WHERE post_id = $1", post_id
+        )
 
     async def clear_reserved_slot(self, post_id: uuid.UUID) -> None:
         await self._conn.execute(

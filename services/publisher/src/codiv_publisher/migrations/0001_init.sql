@@ -18,6 +18,9 @@ CREATE TABLE publications (
     -- set before POST /pins, cleared only when no pin can have been made: while set, the
     -- next run first looks for the pin on the board (reconciliation).
     create_started_at timestamptz,
+    -- start of the latest create: until it is older than the client's timeout, Pinterest
+    -- may still be working on it, so "not found" proves nothing yet.
+    last_create_at timestamptz,
     pin_id text UNIQUE,
     pin_url text,
     adopted boolean NOT NULL DEFAULT false,
