@@ -160,10 +160,18 @@ class Tokens:
     # ------------------------------------------------------------ helpers
 
     def new_tokens(
-        self, account_id: uuid.UUID, answer: TokenResponse, issued_at: dt.datetime
+        self,
+        account_id: uuid.UUID,
+        answer: TokenResponse,
+        issued_at: dt.datetime,
+        previous_refresh_token: str | None = None,
     ) -> NewTokens:
-        """Encrypt an OAuth token answer for ``account_id`` and schedule its refresh."""
-        if not answer.refresh_token:
+        """Encrypt an OAuth token answer for ``account_id`` and schedule its refresh.
+
+        A refresh answer without a refresh token (legacy, non-rotating grants) keeps
+        ``previous_refresh_token``; a code exchange without one is refused."""
+        refresh_token = answer.refresh_token or previous_refresh_token
+        if not refresh_token:
             raise ConnectFailed("no_refresh_token", "Pinterest issued no refresh token", status=502)
         refresh_expires_at = (
             dt.datetime.fromtimestamp(answer.refresh_token_expires_at, dt.UTC)
@@ -176,7 +184,7 @@ class Tokens:
         )
         return NewTokens(
             access_token_enc=self.cipher.encrypt(account_id, answer.access_token),
-            refresh_token_enc=self.cipher.encrypt(account_id, answer.refresh_token),
+            refresh_token_enc=self.cipher.encrypt(account_id, refresh_token),
             key_id=self.cipher.current_key_id,
             scopes=",".join(sorted(answer.scopes)),
             issued_at=issued_at,
@@ -275,7 +283,7 @@ class Tokens:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.repo.release_refresh(row.id, claim))
             raise
-        tokens = self.new_tokens(row.id, answer, issued_at)
+        tokens = self.new_tokens(row.id, answer, issued_at, refresh_token)
         if not await self.repo.store_refreshed(row, claim, tokens):
             # Newer tokens were stored, or the account was disconnected or marked dead meanwhile.
             self.metrics.refreshes.labels(trigger, "fenced").inc()
