@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -55,8 +54,10 @@ def create_app(settings: Settings) -> web.Application:
     async def housekeeping(rt: Runtime) -> None:
         async def loop() -> None:
             while True:
-                with contextlib.suppress(Exception):
+                try:
                     await service.purge_expired()
+                except Exception as exc:  # the next round retries; never kill the loop
+                    log.warning("housekeeping_failed", error=str(exc))
                 await asyncio.sleep(60)
 
         rt.spawn(loop(), "gateway-housekeeping")
