@@ -21,9 +21,10 @@ class Settings(ServiceSettings):
     allow_loopback_media: bool = False
     media_resolve_timeout: float = Field(default=3.0, gt=0)
     media_fetch_timeout: float = Field(default=8.0, gt=0)
-    oauth_state_secret: SecretStr = SecretStr("dev-only-oauth-state-secret-change-me")
+    # Defaults are the well-known development values auth uses in CODIV_DEV_MODE.
+    oauth_state_secret: SecretStr = SecretStr("codiv-dev-oauth-state-secret")
     oauth_state_ttl_seconds: int = Field(default=600, ge=60)
-    pinterest_client_id: str = "codiv-dev-client"
+    pinterest_client_id: str = "codiv-dev"
     pinterest_oauth_url: str = "https://www.pinterest.com/oauth/"
     oauth_redirect_uri: str = "http://127.0.0.1:8081/oauth/pinterest/callback"
     pinterest_scopes: str = "boards:read,boards:write,pins:read,pins:write,user_accounts:read"
