@@ -11,6 +11,17 @@ from codiv_devtools.system import Client, System, SystemConfig
 from codiv_testsupport import ServiceProcess, free_port
 
 
+def _secrets_env() -> dict[str, str]:
+    c = SystemConfig(database_url="", amqp_url="", log_dir=Path())
+    return {
+        "TOKEN_ENCRYPTION_KEYS": c.token_keys,
+        "INTERNAL_SERVICE_TOKEN": c.internal_token,
+        "OAUTH_STATE_SECRET": c.state_secret,
+        "PINTEREST_CLIENT_ID": c.client_id,
+        "PINTEREST_CLIENT_SECRET": c.client_secret,
+    }
+
+
 @pytest.fixture
 def service_env(database_url: str, broker) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """Environment shared by every service of one test: its database and broker names."""
@@ -22,6 +33,9 @@ def service_env(database_url: str, broker) -> dict[str, str]:  # type: ignore[no
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
         "SHUTDOWN_TIMEOUT": "10",
+        # every service gets the secrets it would get in production (auth refuses to start
+        # without them); values are fresh per test
+        **{k: v for k, v in _secrets_env().items()},
     }
 
 

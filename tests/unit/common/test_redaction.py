@@ -61,3 +61,8 @@ def test_stdlib_logging_is_redacted(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("INFO", "json", service="test")
     logging.getLogger("somelib").warning("sending Authorization: Bearer %s", ACCESS)
     assert ACCESS not in capsys.readouterr().err
+
+
+def test_paths_with_token_words_are_kept() -> None:
+    path = "/internal/v1/accounts/42/access-token:invalidate"
+    assert redact_text(f"POST {path} 200") == f"POST {path} 200"

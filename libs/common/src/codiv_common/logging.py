@@ -28,7 +28,7 @@ _VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # key=value pairs in URLs, form bodies and free text
     (
         re.compile(
-            r"(?i)\b((?:access_|refresh_|id_)?token|client_secret|password|api_key|secret)"
+            r"(?i)(?<![\w-])((?:access_|refresh_|id_)?token|client_secret|password|api_key|secret)"
             r"(\"?\s*[=:]\s*\"?)([^&\s\"',}]+)"
         ),
         r"\1\2" + REDACTED,
