@@ -1,0 +1,1 @@
+"""End-to-end publishing benchmark: bursts through every service, rate-limit use, memory."""

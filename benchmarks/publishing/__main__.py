@@ -1,0 +1,9 @@
+"""`python -m benchmarks.publishing [--quick]`."""
+
+from __future__ import annotations
+
+import sys
+
+from .bench import main
+
+sys.exit(main(sys.argv[1:]))
