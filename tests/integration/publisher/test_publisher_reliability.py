@@ -234,3 +234,25 @@ async def test_transient_errors_retry_with_backoff_then_fail_with_the_last_reaso
     assert [r.payload.attempt for r in retries] == [2, 3]
     assert len(h.of("post.publishing")) == 3  # each new attempt shows in the timeline
     assert await h.emulator_pins() == []
+
+
+async def test_a_429_pauses_that_account_only_then_publishes(harness: Any) -> None:
+    h = await harness(EmulatorConfig(rate_limits=UNLIMITED), rate_limit_backoff=2.0)
+    await h.admin(
+        "POST", "/faults", {"kind": "rate_limit", "method": "POST", "path": "/v5/pins", "count": 1}
+    )
+    first = h.due(h.content())
+    await h.send(first)
+    await h.wait_outcomes([first.payload.post_id], timeout=20)
+    limited_at = h.of("post.retry")[0].occurred_at
+    # Posts for the same account queue behind the pause instead of hitting it again.
+    second = h.due(h.content())
+    await h.send(second)
+    await h.wait_outcomes([second.payload.post_id], timeout=20)
+    for event in (first, second):
+        assert h.outcome(event.payload.post_id).type == "post.published"
+    retry = h.of("post.retry")[0].payload
+    assert retry.post_id == first.payload.post_id
+    assert "slow down" in retry.reason
+    assert (retry.retry_at - limited_at).total_seconds() >= 1.9  # paused, not hammered
+    assert (await h.stats())["rate_limited_total"] == 1

@@ -513,6 +513,7 @@ class _Run:
             await self._fail(verdict.code, verdict.message)
         if verdict.action is Action.FAIL:
             await self._fail(verdict.code, verdict.message)
+        pause = 0.0
         if verdict.rate_limited:
             pause = verdict.retry_after or self.svc.settings.rate_limit_backoff
             await self.repo.pause_account(self.account, pause)
@@ -522,7 +523,7 @@ class _Run:
             # Pinterest answered: that create is over, nothing of it is still running.
             await self.repo.create_answered(self.p.post_id)
             self.last_create_at = None
-        min_delay = verdict.retry_after or 0.0
+        min_delay = max(pause, verdict.retry_after or 0.0)
         if verdict.outcome_unknown and self.create_started_at is not None:
             # The pin may exist: look now (the next run looks again before creating).
             log.info("create_outcome_unknown", error=str(exc))
