@@ -45,7 +45,7 @@ bench: install deps-up
 	$(UV) run python -m benchmarks
 
 chaos: install deps-up
-	$(UV) run pytest tests/chaos -m chaos -p no:cacheprovider -q
+	CODIV_CHAOS_DEPENDENCIES=1 $(UV) run pytest tests/chaos -m chaos -p no:cacheprovider -q -s $(PYTEST_ARGS)
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .run

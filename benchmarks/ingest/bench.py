@@ -43,7 +43,7 @@ class Plan:
 
 
 FULL = Plan(concurrency=64, warmup=5.0, duration=15.0, reps=3, gateway_replicas=1)
-QUICK = Plan(concurrency=64, warmup=1.0, duration=2.0, reps=1, gateway_replicas=1)
+QUICK = Plan(concurrency=64, warmup=0.5, duration=1.5, reps=1, gateway_replicas=1)
 
 
 def post_body(tag: str) -> dict[str, Any]:

@@ -64,9 +64,9 @@ FULL = Plan(
     rl_window=10,
     calibration=400,
 )
-QUICK = Plan(burst=300, latency_burst=200, latency=0.2, accounts=2, publish_concurrency=24,
-             publisher_replicas=1, rl_posts=40, rl_limit=20, rl_window=2,
-             calibration=100)  # fmt: skip
+QUICK = Plan(burst=150, latency_burst=100, latency=0.2, accounts=2, publish_concurrency=24,
+             publisher_replicas=1, rl_posts=30, rl_limit=20, rl_window=2,
+             calibration=60)  # fmt: skip
 
 
 def body(tag: str, scheduled: datetime | None, profile: str = "p__M__") -> dict[str, Any]:

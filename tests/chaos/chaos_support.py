@@ -195,6 +195,13 @@ class ChaosRun:
             "expected_failures_with_pin": len(pinned_failures),
         }
         self.seen.update(result)
+        unexpected = Counter(
+            f"{self.final.get(i, {}).get('status')}:"
+            f"{(self.final.get(i, {}).get('error') or {}).get('code')}"
+            for i in wrong_status
+        )
+        if unexpected:
+            self.seen["unexpected_outcomes"] = dict(unexpected)
         return result
 
     def report(self) -> None:
