@@ -132,14 +132,22 @@ async def broker(amqp_url: str) -> AsyncIterator[BrokerNames]:
     connection = await aio_pika.connect(amqp_url)
     try:
         channel = await connection.channel()
-        for suffix in ("gateway", "scheduler", "publisher", "auth", "test", "analytics"):
+        for suffix in (
+            "gateway",
+            "gateway.ingest",
+            "scheduler",
+            "publisher",
+            "auth",
+            "test",
+            "analytics",
+        ):
             for q in (f"{names.queue_prefix}{suffix}", f"{names.queue_prefix}{suffix}.dead"):
                 declared_queues.append(q)
                 try:
                     await channel.queue_delete(q)
                 except aio_pika.exceptions.ChannelClosed:
                     channel = await connection.channel()
-        for ex in (names.exchange, f"{names.exchange}.dlx"):
+        for ex in (names.exchange, f"{names.exchange}.dlx", f"{names.exchange}.ingest"):
             try:
                 await channel.exchange_delete(ex)
             except aio_pika.exceptions.ChannelClosed:

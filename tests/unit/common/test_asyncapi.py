@@ -25,8 +25,10 @@ def test_every_event_has_a_channel_and_message() -> None:
         assert doc["channels"][name]["address"] == routing_key
         assert name in doc["components"]["messages"]
     assert "publish_post_requested" in doc["operations"]
-    ingest = doc["channels"]["post_requested"]["bindings"]["amqp"]["exchange"]["name"]
+    ingest = doc["channels"]["ingest_post_requested"]["bindings"]["amqp"]["exchange"]["name"]
     assert ingest == "codiv.ingest"
+    internal = doc["channels"]["post_requested"]["bindings"]["amqp"]["exchange"]["name"]
+    assert internal == "codiv"
 
 
 def _validator(doc: dict, cls_name: str) -> jsonschema.Validator:  # type: ignore[type-arg]
@@ -51,3 +53,17 @@ def test_message_schemas_accept_a_real_event_and_refuse_a_broken_one() -> None:
     validator.validate(body)
     body["payload"]["content"]["board_id"] = "not-digits"
     assert list(validator.iter_errors(body))
+
+
+def test_ingest_schema_accepts_what_the_producer_helper_builds() -> None:
+    from codiv_common.producer import build_post_requested
+
+    doc = build_asyncapi()
+    event = build_post_requested(
+        workspace_id=uuid.uuid4(),
+        producer="orders",
+        profile_name="shop",
+        media_urls=["https://x.test/a.jpg"],
+        pinterest_board_id="Living room",
+    )
+    _validator(doc, "ProducerPostRequestedEvent").validate(json.loads(ev.encode_event(event)))

@@ -6,13 +6,35 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .events import EVENT_TYPES, SCHEMA_VERSION
+from .events import EVENT_TYPES, SCHEMA_VERSION, ProducerPostRequestedEvent
 
-# Events an internal producer may publish (onto the ingest exchange), and the ones it may
-# subscribe to for outcomes. Everything else is internal to Codiv.
-PRODUCER_PUBLISHES = ("post.requested",)
+# Events an internal producer may subscribe to for outcomes. What it publishes is the
+# ingest channel's ProducerPostRequestedEvent. Everything else is internal to Codiv.
 PRODUCER_SUBSCRIBES = ("post.published", "post.failed")
 INGEST_EXCHANGE_SUFFIX = ".ingest"
+
+
+def _amqp_binding(exchange: str) -> dict[str, Any]:
+    return {
+        "amqp": {
+            "is": "routingKey",
+            "exchange": {
+                "name": exchange,
+                "type": "topic",
+                "durable": True,
+                "autoDelete": False,
+                "vhost": "/",
+            },
+            "bindingVersion": "0.3.0",
+        }
+    }
+
+
+def _add_schema(schemas: dict[str, Any], cls: Any) -> None:
+    schema = cls.model_json_schema(ref_template="#/components/schemas/{model}")
+    for def_name, definition in schema.pop("$defs", {}).items():
+        schemas[def_name] = definition
+    schemas[cls.__name__] = schema
 
 
 def build_asyncapi(exchange: str = "codiv") -> dict[str, Any]:
@@ -23,10 +45,7 @@ def build_asyncapi(exchange: str = "codiv") -> dict[str, Any]:
     operations: dict[str, Any] = {}
     for routing_key, cls in sorted(EVENT_TYPES.items()):
         name = routing_key.replace(".", "_")
-        schema = cls.model_json_schema(ref_template="#/components/schemas/{model}")
-        for def_name, definition in schema.pop("$defs", {}).items():
-            schemas[def_name] = definition
-        schemas[cls.__name__] = schema
+        _add_schema(schemas, cls)
         messages[name] = {
             "name": routing_key,
             "title": cls.__name__,
@@ -34,37 +53,44 @@ def build_asyncapi(exchange: str = "codiv") -> dict[str, Any]:
             "payload": {"$ref": f"#/components/schemas/{cls.__name__}"},
             "correlationId": {"location": "$message.payload#/correlation_id"},
         }
-        ingest = routing_key in PRODUCER_PUBLISHES
         channels[name] = {
             "address": routing_key,
             "messages": {name: {"$ref": f"#/components/messages/{name}"}},
-            "bindings": {
-                "amqp": {
-                    "is": "routingKey",
-                    "exchange": {
-                        "name": exchange + (INGEST_EXCHANGE_SUFFIX if ingest else ""),
-                        "type": "topic",
-                        "durable": True,
-                        "autoDelete": False,
-                        "vhost": "/",
-                    },
-                    "bindingVersion": "0.3.0",
-                }
-            },
+            "bindings": _amqp_binding(exchange),
         }
-        if ingest:
-            operations[f"publish_{name}"] = {
-                "action": "send",
-                "channel": {"$ref": f"#/channels/{name}"},
-                "summary": f"An internal producer publishes {routing_key} onto {exchange}.ingest",
-                "bindings": {"amqp": {"deliveryMode": 2, "userId": "", "bindingVersion": "0.3.0"}},
-            }
         if routing_key in PRODUCER_SUBSCRIBES:
             operations[f"receive_{name}"] = {
                 "action": "receive",
                 "channel": {"$ref": f"#/channels/{name}"},
                 "summary": f"Outcome of a post: bind your own queue to {routing_key}",
             }
+    ingest = ProducerPostRequestedEvent
+    _add_schema(schemas, ingest)
+    messages["ingest_post_requested"] = {
+        "name": "post.requested",
+        "title": ingest.__name__,
+        "contentType": "application/json",
+        "payload": {"$ref": f"#/components/schemas/{ingest.__name__}"},
+        "correlationId": {"location": "$message.payload#/correlation_id"},
+    }
+    channels["ingest_post_requested"] = {
+        "address": "post.requested",
+        "description": "Where internal producers publish; the gateway validates and authorises.",
+        "messages": {
+            "ingest_post_requested": {"$ref": "#/components/messages/ingest_post_requested"}
+        },
+        "bindings": _amqp_binding(exchange + INGEST_EXCHANGE_SUFFIX),
+    }
+    operations["publish_post_requested"] = {
+        "action": "send",
+        "channel": {"$ref": "#/channels/ingest_post_requested"},
+        "summary": f"An internal producer publishes post.requested onto {exchange}.ingest",
+        "description": (
+            "Set the AMQP user_id property to your RabbitMQ user (the broker verifies it); "
+            "persistent delivery; use publisher confirms."
+        ),
+        "bindings": {"amqp": {"deliveryMode": 2, "bindingVersion": "0.3.0"}},
+    }
     return {
         "asyncapi": "3.0.0",
         "info": {

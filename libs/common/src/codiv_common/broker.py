@@ -26,6 +26,7 @@ from .metrics import Metrics
 log = get_logger(__name__)
 
 DEAD_REASON_HEADER = "x-codiv-dead-reason"
+INGEST_SUFFIX = ".ingest"
 
 
 class PermanentError(Exception):
@@ -43,6 +44,8 @@ class QueueSpec:
     name: str
     routing_keys: Sequence[str]
     prefetch: int = 32
+    exchange_suffix: str = ""
+    """Bind to ``<exchange><suffix>`` instead of the main exchange (e.g. ``.ingest``)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,11 @@ class Topology:
     @property
     def dead_letter_exchange(self) -> str:
         return f"{self.exchange}.dlx"
+
+    @property
+    def ingest_exchange(self) -> str:
+        """Where internal producers publish (see :mod:`codiv_common.producer`)."""
+        return f"{self.exchange}{INGEST_SUFFIX}"
 
     def queue_name(self, spec: QueueSpec) -> str:
         return f"{self.queue_prefix}{spec.name}"
@@ -75,6 +83,11 @@ async def declare_exchanges(channel: AbstractChannel, topology: Topology) -> Abs
     await channel.declare_exchange(
         topology.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True
     )
+    if any(q.exchange_suffix for q in topology.queues):
+        for suffix in {q.exchange_suffix for q in topology.queues if q.exchange_suffix}:
+            await channel.declare_exchange(
+                topology.exchange + suffix, aio_pika.ExchangeType.TOPIC, durable=True
+            )
     return exchange
 
 
@@ -98,7 +111,7 @@ async def declare_queue(
         },
     )
     for key in spec.routing_keys:
-        await queue.bind(topology.exchange, routing_key=key)
+        await queue.bind(topology.exchange + spec.exchange_suffix, routing_key=key)
     return queue
 
 
@@ -145,6 +158,8 @@ class EventPublisher:
 
 
 Handler = Callable[[Event], Awaitable[None]]
+RawHandler = Callable[[AbstractIncomingMessage], Awaitable[None]]
+"""A handler that decodes the message itself (e.g. to read its ``user_id``)."""
 
 # Errors that mean "our infrastructure is down", not "this message is bad": the consumer
 # waits and tries the same message again instead of spending its delivery budget.
@@ -184,7 +199,8 @@ class Consumer:
         name: str,
         channel: AbstractChannel,
         queue: AbstractQueue,
-        handler: Handler,
+        handler: Handler | None = None,
+        raw_handler: RawHandler | None = None,
         dead_letter_exchange: AbstractExchange,
         metrics: Metrics,
         delivery_limit: int = 10,
@@ -193,7 +209,10 @@ class Consumer:
         self.name = name
         self._channel = channel
         self._queue = queue
+        if (handler is None) == (raw_handler is None):
+            raise ValueError("give exactly one of handler and raw_handler")
         self._handler = handler
+        self._raw_handler = raw_handler
         self._dlx = dead_letter_exchange
         self._metrics = metrics
         self._infra_retry_for = infra_retry_for
@@ -242,26 +261,42 @@ class Consumer:
     async def _process(self, message: AbstractIncomingMessage) -> None:
         queue = self._queue.name
         started = time.perf_counter()
-        try:
-            event = decode_event(message.body)
-        except (pydantic.ValidationError, UnsupportedEventVersion, ValueError) as exc:
-            await self._dead_letter(message, f"invalid envelope: {_short(exc)}", "unknown")
-            return
-        bind_context(event_id=str(event.event_id), event_type=event.type)
-        if hasattr(event.payload, "post_id"):
-            bind_context(post_id=str(event.payload.post_id))
+        call: Callable[[], Awaitable[None]]
+        if self._raw_handler is not None:
+            raw = self._raw_handler
+            event_type = message.routing_key or "unknown"
+            bind_context(message_id=message.message_id, event_type=event_type)
+
+            def call() -> Awaitable[None]:
+                return raw(message)
+        else:
+            try:
+                event = decode_event(message.body)
+            except (pydantic.ValidationError, UnsupportedEventVersion, ValueError) as exc:
+                await self._dead_letter(message, f"invalid envelope: {_short(exc)}", "unknown")
+                return
+            bind_context(event_id=str(event.event_id), event_type=event.type)
+            if hasattr(event.payload, "post_id"):
+                bind_context(post_id=str(event.payload.post_id))
+            event_type = event.type
+            handler = self._handler
+            assert handler is not None
+
+            def call() -> Awaitable[None]:
+                return handler(event)
+
         deadline = time.monotonic() + self._infra_retry_for
         delay = 0.2
         while True:
             try:
-                await self._handler(event)
+                await call()
             except PermanentError as exc:
-                await self._dead_letter(message, str(exc), event.type)
+                await self._dead_letter(message, str(exc), event_type)
                 return
             except TRANSIENT_INFRA_ERRORS as exc:
                 if self._stopping or time.monotonic() > deadline:
                     log.warning("message_requeued", reason=_short(exc), queue=queue)
-                    self._metrics.messages_consumed.labels(queue, event.type, "retry").inc()
+                    self._metrics.messages_consumed.labels(queue, event_type, "retry").inc()
                     await message.nack(requeue=True)
                     return
                 log.warning("message_infra_retry", reason=_short(exc), delay=delay)
@@ -273,15 +308,15 @@ class Consumer:
                 log.exception("message_handler_failed", queue=queue, deliveries=deliveries)
                 if deliveries >= self._delivery_limit:
                     reason = f"handler failed {deliveries} times, last: {_short(exc)}"
-                    await self._dead_letter(message, reason, event.type)
+                    await self._dead_letter(message, reason, event_type)
                     return
-                self._metrics.messages_consumed.labels(queue, event.type, "retry").inc()
+                self._metrics.messages_consumed.labels(queue, event_type, "retry").inc()
                 await message.nack(requeue=True)
                 return
             break
         await message.ack()
-        self._metrics.messages_consumed.labels(queue, event.type, "ack").inc()
-        self._metrics.message_latency.labels(queue, event.type).observe(
+        self._metrics.messages_consumed.labels(queue, event_type, "ack").inc()
+        self._metrics.message_latency.labels(queue, event_type).observe(
             time.perf_counter() - started
         )
 

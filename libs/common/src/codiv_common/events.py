@@ -373,6 +373,46 @@ def caused_by(parent: _Envelope) -> dict[str, Any]:
 EnvelopeBase = _Envelope
 
 
+# ---------------------------------------------------------------- internal producers
+
+
+class PostSubmission(_Model):
+    """What an internal producer asks for: the public API's post fields, plus its own id.
+
+    The gateway applies exactly the HTTP rules to it (board names, quotas, URL checks).
+    ``post_id`` is chosen by the producer: sending the same id again changes nothing.
+    Unknown fields are ignored, missing optional ones take their defaults.
+    """
+
+    post_id: uuid.UUID
+    profile_name: str
+    platforms: list[str] = Field(default_factory=lambda: ["pinterest"])
+    post_type: str = "image"
+    title: str | None = None
+    description: str | None = None
+    media_urls: list[str] = Field(default_factory=list)
+    pinterest_board_id: str
+    pinterest_board_section_id: str | None = None
+    pinterest_link: str | None = None
+    pinterest_alt_text: str | None = None
+    pinterest_cover_image_url: str | None = None
+    pinterest_cover_key_frame_time: float | None = None
+    scheduled_date: str | None = Field(
+        default=None, description="RFC 3339 with an explicit offset; absent means now"
+    )
+
+
+class ProducerPostRequestedEvent(_Envelope):
+    """``post.requested`` as an internal producer publishes it onto ``<exchange>.ingest``.
+
+    Not part of :data:`Event`: only the gateway reads it, from its ingest queue, and
+    turns it into a validated post (and the internal ``post.requested``).
+    """
+
+    type: Literal["post.requested"] = "post.requested"
+    payload: PostSubmission
+
+
 def event_json_schemas() -> dict[str, dict[str, Any]]:
     """JSON Schema of each event envelope, by routing key, plus the union as ``event``."""
     schemas: dict[str, dict[str, Any]] = {

@@ -13,7 +13,7 @@ import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
 from . import broker
-from .broker import Consumer, EventPublisher, Handler, QueueSpec, Topology
+from .broker import Consumer, EventPublisher, Handler, QueueSpec, RawHandler, Topology
 from .db import create_pool, migrate_dsn
 from .logging import get_logger
 from .metrics import Metrics
@@ -38,6 +38,8 @@ class ServiceSpec:
     migrations: Path | None = None
     queue: QueueSpec | None = None
     with_outbox: bool = True
+    extra_queues: tuple[QueueSpec, ...] = ()
+    """Further queues, each consumed by a raw handler (see :meth:`Runtime.set_raw_handler`)."""
 
 
 ReadyHook = Callable[["Runtime"], Awaitable[None]]
@@ -62,7 +64,7 @@ class Runtime:
             exchange=settings.amqp_exchange,
             queue_prefix=settings.amqp_queue_prefix,
             delivery_limit=settings.amqp_delivery_limit,
-            queues=(spec.queue,) if spec.queue else (),
+            queues=((spec.queue,) if spec.queue else ()) + spec.extra_queues,
         )
         self._pool: asyncpg.Pool | None = None
         self._connection: AbstractRobustConnection | None = None
@@ -70,8 +72,9 @@ class Runtime:
         self._publisher: EventPublisher | None = None
         self._exchange: AbstractExchange | None = None
         self.relay: OutboxRelay | None = None
-        self._consumer: Consumer | None = None
+        self._consumers: list[Consumer] = []
         self._handler: Handler | None = None
+        self._raw_handlers: dict[str, RawHandler] = {}
         self._ready_hooks: list[ReadyHook] = []
         self._stop_hooks: list[StopHook] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -84,6 +87,10 @@ class Runtime:
     def set_handler(self, handler: Handler) -> None:
         """The function that handles each message of this service's queue."""
         self._handler = handler
+
+    def set_raw_handler(self, queue: str, handler: RawHandler) -> None:
+        """The function that handles each raw message of extra queue ``queue``."""
+        self._raw_handlers[queue] = handler
 
     def on_ready(self, hook: ReadyHook) -> None:
         """Run ``hook(runtime)`` once the database and broker are up (e.g. start loops)."""
@@ -190,27 +197,39 @@ class Runtime:
             )
             self.spawn(self.relay.run(), "outbox-relay")
         if self.spec.queue is not None:
-            await self._start_consumer(self.spec.queue)
+            if self._handler is None:
+                raise RuntimeError(f"{self.spec.name}: a queue is configured but no handler")
+            await self._start_consumer(self.spec.queue, handler=self._handler)
+        for extra in self.spec.extra_queues:
+            raw = self._raw_handlers.get(extra.name)
+            if raw is None:
+                raise RuntimeError(f"{self.spec.name}: no raw handler for queue {extra.name}")
+            await self._start_consumer(extra, raw_handler=raw)
         for hook in self._ready_hooks:
             await hook(self)
 
-    async def _start_consumer(self, spec: QueueSpec) -> None:
-        if self._handler is None:
-            raise RuntimeError(f"{self.spec.name}: a queue is configured but no handler is set")
+    async def _start_consumer(
+        self,
+        spec: QueueSpec,
+        handler: Handler | None = None,
+        raw_handler: RawHandler | None = None,
+    ) -> None:
         channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
         await channel.set_qos(prefetch_count=spec.prefetch)
         queue = await broker.declare_queue(channel, self.topology, spec)
         dlx = await channel.get_exchange(self.topology.dead_letter_exchange)
-        self._consumer = Consumer(
+        consumer = Consumer(
             name=self.topology.queue_name(spec),
             channel=channel,
             queue=queue,
-            handler=self._handler,
+            handler=handler,
+            raw_handler=raw_handler,
             dead_letter_exchange=dlx,
             metrics=self.metrics,
             delivery_limit=self.settings.amqp_delivery_limit,
         )
-        await self._consumer.start()
+        await consumer.start()
+        self._consumers.append(consumer)
 
     async def stop(self) -> None:
         """Graceful shutdown: stop consuming, finish in-flight work, close everything."""
@@ -220,8 +239,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._bootstrap
         timeout = self.settings.shutdown_timeout
-        if self._consumer is not None:
-            await self._consumer.stop(timeout)
+        if self._consumers:
+            await asyncio.gather(*(c.stop(timeout) for c in self._consumers))
         for hook in reversed(self._stop_hooks):
             try:
                 await asyncio.wait_for(hook(), timeout)
@@ -246,7 +265,7 @@ class Runtime:
                 await asyncio.wait_for(self._pool.close(), 10)
         self._connection = self._publish_channel = self._publisher = self._exchange = None
         self._pool = None
-        self._consumer = None
+        self._consumers = []
 
     async def check(self) -> dict[str, str]:
         """Readiness of each dependency: ``{"database": "ok"|reason, "broker": ...}``."""

@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
-from codiv_common.broker import QueueSpec
+from codiv_common.broker import INGEST_SUFFIX, QueueSpec
 from codiv_common.http import create_base_app
 from codiv_common.logging import get_logger
 from codiv_common.metrics import Metrics
 from codiv_common.runtime import Runtime, ServiceSpec
 
 from .adapters.media import MediaProbe
-from .consumers import EventConsumer
+from .consumers import EventConsumer, IngestConsumer
 from .handlers import SERVICE_KEY, add_routes, api_middleware
 from .service import GatewayService
 from .settings import Settings
@@ -37,6 +37,14 @@ SPEC = ServiceSpec(
     schema=SCHEMA,
     migrations=Path(__file__).parent / "migrations",
     queue=QueueSpec(name="gateway", routing_keys=CONSUMED),
+    extra_queues=(
+        QueueSpec(
+            name="gateway.ingest",
+            routing_keys=("post.requested",),
+            prefetch=16,
+            exchange_suffix=INGEST_SUFFIX,
+        ),
+    ),
 )
 MEDIA_KEY = web.AppKey("media_probe", MediaProbe)
 
@@ -50,6 +58,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     service = GatewayService(lambda: runtime.pool, settings, media)
     runtime.set_handler(EventConsumer(runtime, SCHEMA, service).handle)
+    runtime.set_raw_handler("gateway.ingest", IngestConsumer(runtime, SCHEMA, service).handle)
 
     async def housekeeping(rt: Runtime) -> None:
         async def loop() -> None:
@@ -73,5 +82,5 @@ def create_app(settings: Settings) -> web.Application:
         await media.close()
 
     app.cleanup_ctx.append(media_session)
-    add_routes(app, settings.public_base_url)
+    add_routes(app, settings.public_base_url, settings.amqp_exchange)
     return app

@@ -10,6 +10,7 @@ from typing import Any
 
 import pydantic
 from aiohttp import web
+from codiv_common.asyncapi import build_asyncapi
 from codiv_common.logging import bind_context, get_logger
 from codiv_common.runtime import NotReady
 
@@ -38,6 +39,7 @@ log = get_logger(__name__)
 
 SERVICE_KEY = web.AppKey("gateway_service", GatewayService)
 SPEC_KEY = web.AppKey("openapi_spec", dict)
+ASYNCAPI_KEY = web.AppKey("asyncapi", dict[str, Any])
 _CALLER = web.RequestKey("codiv_caller", Caller)
 _RATE = web.RequestKey("codiv_rate", RateLimit)
 
@@ -426,6 +428,11 @@ async def openapi_json(request: web.Request) -> web.StreamResponse:
     return web.json_response(request.app[SPEC_KEY])
 
 
+async def asyncapi_json(request: web.Request) -> web.StreamResponse:
+    """The AsyncAPI 3 document of the events (internal producers publish post.requested)."""
+    return web.json_response(request.app[ASYNCAPI_KEY])
+
+
 async def docs(request: web.Request) -> web.StreamResponse:
     return web.Response(text=render_docs(request.app[SPEC_KEY]), content_type="text/html")
 
@@ -486,9 +493,11 @@ OPERATIONS: list[Operation] = [
 ]  # fmt: skip
 
 
-def add_routes(app: web.Application, server_url: str) -> None:
+def add_routes(app: web.Application, server_url: str, exchange: str = "codiv") -> None:
     for op in OPERATIONS:
         app.router.add_route(op.method, op.path, op.handler)
     app[SPEC_KEY] = build_spec(OPERATIONS, server_url=server_url)
     app.router.add_get("/openapi.json", openapi_json)
+    app[ASYNCAPI_KEY] = build_asyncapi(exchange)
+    app.router.add_get("/asyncapi.json", asyncapi_json)
     app.router.add_get("/docs", docs)

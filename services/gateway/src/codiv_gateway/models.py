@@ -203,7 +203,8 @@ class TimelineEntry(_Response):
     at: datetime
     kind: str = Field(
         description="accepted, edited, rescheduled, cancelled, released, attempt_started, "
-        "attempt_failed, published, failed, change_rejected"
+        "attempt_failed, published, failed, change_rejected, rejected (a producer's "
+        "submission that broke a rule)"
     )
     attempt: int | None
     message: str | None

@@ -24,10 +24,14 @@ from codiv_common.events import (
     PostCancelled,
     PostCancelledEvent,
     PostContent,
+    PostError,
+    PostFailed,
+    PostFailedEvent,
     PostRequested,
     PostRequestedEvent,
     PostRescheduled,
     PostRescheduledEvent,
+    PostSubmission,
 )
 from codiv_common.logging import get_logger
 from codiv_common.urlguard import UnresolvableHost, UnsafeURL, check_url
@@ -187,6 +191,33 @@ def post_out(row: asyncpg.Record, timeline: list[asyncpg.Record] | None = None) 
         ),
     )
     return post.model_dump(mode="json", exclude_none=False)
+
+
+def _safe_request(payload: Any) -> dict[str, Any]:
+    """The displayable part of a rejected submission: known fields of the right types."""
+    data = payload if isinstance(payload, dict) else {}
+    out: dict[str, Any] = {"platforms": ["pinterest"]}
+    for key in (
+        "profile_name",
+        "title",
+        "description",
+        "pinterest_board_id",
+        "pinterest_board_section_id",
+        "pinterest_link",
+        "pinterest_alt_text",
+        "pinterest_cover_image_url",
+    ):
+        value = data.get(key)
+        out[key] = value[:2048] if isinstance(value, str) else None
+    out["post_type"] = data.get("post_type") if data.get("post_type") == "video" else "image"
+    media = data.get("media_urls")
+    out["media_urls"] = (
+        [m[:2048] for m in media if isinstance(m, str)][:5] if isinstance(media, list) else []
+    )
+    frame = data.get("pinterest_cover_key_frame_time")
+    number = isinstance(frame, int | float) and not isinstance(frame, bool)
+    out["pinterest_cover_key_frame_time"] = float(frame) if number and frame is not None else None
+    return out
 
 
 def profile_out(row: asyncpg.Record, now: datetime) -> dict[str, Any]:
@@ -636,7 +667,13 @@ class GatewayService:
     # ============================================================== posts: commands
 
     async def create_post(
-        self, conn: Conn, caller: Caller, checked: CheckedPost
+        self,
+        conn: Conn,
+        caller: Caller,
+        checked: CheckedPost,
+        *,
+        post_id: uuid.UUID | None = None,
+        source: str = "api",
     ) -> tuple[int, dict[str, Any]]:
         body = checked.body
         profile, board = await self._resolve_target(
@@ -647,7 +684,7 @@ class GatewayService:
             body.pinterest_board_section_id,
         )
         await self._take_upload(conn, caller)
-        post_id = uuid.uuid4()
+        post_id = post_id or uuid.uuid4()
         now = self._now()
         scheduled = body.scheduled_date.astimezone(UTC) if body.scheduled_date else None
         content = self._content(body.model_dump(), profile["account_id"], board)
@@ -668,10 +705,12 @@ class GatewayService:
                 "warnings": [w.as_dict() for w in checked.warnings],
                 "created_at": now,
                 "updated_at": now,
+                "source": source,
             },
         )
         when = f"for {domain.rfc3339(scheduled)}" if scheduled else "to publish now"
-        await Store.add_timeline(conn, post_id, now, "accepted", f"accepted {when}")
+        origin = "" if source == "api" else f" from {source}"
+        await Store.add_timeline(conn, post_id, now, "accepted", f"accepted {when}{origin}")
         await outbox.enqueue(
             conn,
             "gateway",
@@ -1013,6 +1052,108 @@ class GatewayService:
         return errors, findings
 
     # ============================================================== events
+
+    # ============================================================== internal producers
+
+    def producer_allowed(self, producer: str | None, workspace_id: uuid.UUID) -> bool:
+        """Whether RabbitMQ user ``producer`` may submit posts for ``workspace_id``."""
+        if not producer:
+            return False
+        allowed = self.settings.ingest_producers.get(producer, [])
+        return "*" in allowed or str(workspace_id) in allowed
+
+    async def ingest_post(
+        self,
+        conn: Conn,
+        workspace_id: uuid.UUID,
+        event_id: uuid.UUID,
+        payload: Any,
+        producer: str,
+    ) -> str:
+        """Turn a producer's submission into a post with the HTTP path's rules.
+
+        Returns ``accepted``, ``duplicate`` (that post id exists) or ``failed`` (kept as a
+        failed post with the reason, and ``post.failed`` emitted). An unknown workspace
+        raises :class:`LookupError`: nothing can be tied to it.
+        """
+        plan = await conn.fetchval("SELECT plan FROM workspaces WHERE id = $1", workspace_id)
+        if plan is None:
+            raise LookupError(f"no workspace {workspace_id}")
+        raw_id = payload.get("post_id") if isinstance(payload, dict) else None
+        try:
+            post_id = uuid.UUID(str(raw_id))
+        except ValueError:
+            post_id = uuid.uuid5(uuid.NAMESPACE_URL, f"codiv-ingest:{event_id}")
+        if await Store.post(conn, workspace_id, post_id) is not None:
+            return "duplicate"
+        caller = Caller(workspace_id, plan, uuid.UUID(int=0))
+        source = f"producer:{producer}"
+        try:
+            submission = PostSubmission.model_validate(payload)
+            fields = {
+                k: v
+                for k, v in submission.model_dump().items()
+                if k in PostCreate.model_fields and v is not None
+            }
+            checked = await self.check_post(fields)
+            async with conn.transaction():  # a savepoint: a refusal undoes partial writes
+                await self.create_post(conn, caller, checked, post_id=post_id, source=source)
+            return "accepted"
+        except pydantic.ValidationError as exc:
+            problem = domain.validation_problem(pydantic_errors(exc, "payload."))
+        except Problem as exc:
+            problem = exc
+        await self._record_rejected(conn, caller, post_id, payload, problem, source)
+        return "failed"
+
+    async def _record_rejected(
+        self,
+        conn: Conn,
+        caller: Caller,
+        post_id: uuid.UUID,
+        payload: Any,
+        problem: Problem,
+        source: str,
+    ) -> None:
+        data = _safe_request(payload)
+        name = data.get("profile_name") or ""
+        profile = await Store.profile(conn, caller.workspace_id, name) if name else None
+        reasons = "; ".join(f"{e.field}: {e.message}" for e in problem.errors)
+        message = (problem.detail or problem.title) + (f" ({reasons})" if reasons else "")
+        error = {"code": problem.code, "message": message, "retryable": False}
+        now = self._now()
+        await Store.insert_post(
+            conn,
+            {
+                "id": post_id,
+                "workspace_id": caller.workspace_id,
+                "profile_id": profile["id"] if profile else None,
+                "profile_name": name,
+                "status": "failed",
+                "post_type": data["post_type"],
+                "request": data,
+                "content": {},
+                "board_id": data.get("pinterest_board_id") or "",
+                "error": error,
+                "created_at": now,
+                "updated_at": now,
+                "source": source,
+            },
+        )
+        await Store.add_timeline(
+            conn, post_id, now, "rejected", f"rejected from {source}: {message}"
+        )
+        await outbox.enqueue(
+            conn,
+            "gateway",
+            PostFailedEvent(
+                workspace_id=caller.workspace_id,
+                correlation_id=post_id,
+                producer=PRODUCER,
+                payload=PostFailed(post_id=post_id, error=PostError(**error)),
+            ),
+        )
+        log.warning("producer_post_rejected", post_id=str(post_id), code=problem.code)
 
     async def apply_event(self, conn: Conn, event: Event) -> None:
         """Keep the read model current from one post.* or account.* event."""

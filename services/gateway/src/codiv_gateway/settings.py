@@ -27,4 +27,11 @@ class Settings(ServiceSettings):
     pinterest_client_id: str = "codiv-dev"
     pinterest_oauth_url: str = "https://www.pinterest.com/oauth/"
     oauth_redirect_uri: str = "http://127.0.0.1:8081/oauth/pinterest/callback"
+    ingest_producers: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description=(
+            'JSON: RabbitMQ user -> workspace ids it may post for ("*" = any), e.g. '
+            '{"orders-service": ["2b0e..."]}. Producers not listed are refused.'
+        ),
+    )
     pinterest_scopes: str = "boards:read,boards:write,pins:read,pins:write,user_accounts:read"
