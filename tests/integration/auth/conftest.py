@@ -22,7 +22,7 @@ from codiv_auth.app import create_app
 from codiv_auth.domain import make_state
 from codiv_auth.settings import Settings
 from codiv_common import broker as b
-from codiv_common.crypto import KeyRing
+from codiv_common.crypto import KeyRing, sha256_hex
 from codiv_common.events import Event, decode_event
 from codiv_common.http import RUNTIME_KEY
 from codiv_pinterest.client import build_authorize_url
@@ -169,11 +169,14 @@ class Auth:
             await resp.read()
             return resp
 
-    async def token(self, account_id: str, *, invalidate: bool = False) -> tuple[int, Any]:
+    async def token(
+        self, account_id: str, *, invalidate: bool = False, rejected: str | None = None
+    ) -> tuple[int, Any]:
         path = f"/internal/v1/accounts/{account_id}/access-token"
         headers = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
         if invalidate:
-            req = self.http.post(self.base_url + path + ":invalidate", headers=headers)
+            body = {"rejected_token_sha256": sha256_hex(rejected)} if rejected else None
+            req = self.http.post(self.base_url + path + ":invalidate", headers=headers, json=body)
         else:
             req = self.http.get(self.base_url + path, headers=headers)
         async with req as resp:

@@ -97,6 +97,28 @@ async def test_invalidate_refreshes_once_and_coalesces_a_burst(run_auth: RunAuth
         assert results[0][1]["access_token"] != before["access_token"]
 
 
+async def test_invalidate_naming_the_refused_token_is_exact(run_auth: RunAuth) -> None:
+    """Regression: within the coalescing window a 401 on the *current* token used to get
+    that same token back, which the publisher reads as "needs reauth" and fails the post.
+    With the refused token's hash auth refreshes exactly when that token is current."""
+    async with run_auth(invalidate_coalesce_seconds=60) as auth:
+        user = add_user(auth.emulator, "u-exact")
+        account_id = account_id_of(await auth.connect(uuid.uuid4(), uuid.uuid4(), "u-exact"))
+        _, first = await auth.token(account_id)
+        status, second = await auth.token(
+            account_id, invalidate=True, rejected=first["access_token"]
+        )
+        assert status == 200
+        assert second["access_token"] != first["access_token"]
+        assert refresh_count(auth.emulator, user) == 1
+        # a late 401 on the old token: the newer token comes back, no second refresh
+        status, third = await auth.token(
+            account_id, invalidate=True, rejected=first["access_token"]
+        )
+        assert (status, third["access_token"]) == (200, second["access_token"])
+        assert refresh_count(auth.emulator, user) == 1
+
+
 async def test_a_refused_refresh_marks_needs_reauth_and_nothing_retries_it(
     run_auth: RunAuth, probe: Probe, db: asyncpg.Pool
 ) -> None:

@@ -176,7 +176,7 @@ async def _internal(request: web.Request, operation: str) -> web.Response:
         if operation == "get":
             token = await comp.tokens.access_token(account_id)
         else:
-            token = await comp.tokens.invalidate(account_id)
+            token = await comp.tokens.invalidate(account_id, await _rejected_sha256(request))
     except AccountNotFound as exc:
         comp.metrics.access_tokens.labels(operation, "not_found").inc()
         return _problem(404, exc.code, exc.message)
@@ -194,6 +194,20 @@ async def _internal(request: web.Request, operation: str) -> web.Response:
         return _problem(500, exc.code, exc.message)
     comp.metrics.access_tokens.labels(operation, "ok").inc()
     return _token_response(token)
+
+
+async def _rejected_sha256(request: web.Request) -> str | None:
+    """``{"rejected_token_sha256": "<hex>"}`` from an invalidate body, if sent."""
+    if not request.can_read_body:
+        return None
+    try:
+        body = await request.json()
+    except ValueError:
+        return None
+    value = body.get("rejected_token_sha256") if isinstance(body, dict) else None
+    if isinstance(value, str) and len(value) == 64:
+        return value.lower()
+    return None
 
 
 async def get_access_token(request: web.Request) -> web.Response:

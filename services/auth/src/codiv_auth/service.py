@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from codiv_common.crypto import constant_time_equal, sha256_hex
 from codiv_common.db import Conn
 from codiv_common.events import (
     AccountBoardsSynced,
@@ -227,12 +228,24 @@ class Tokens:
             return self._current(row)
         return await self._refresh_now(row, trigger="expired")
 
-    async def invalidate(self, account_id: str | uuid.UUID) -> AccessToken:
-        """Pinterest answered 401 to the current access token: refresh now (or find the
-        account's grant dead). Calls within ``invalidate_coalesce`` seconds of the last
-        refresh get that token instead of refreshing again (many workers hit the same 401)."""
+    async def invalidate(
+        self, account_id: str | uuid.UUID, rejected_sha256: str | None = None
+    ) -> AccessToken:
+        """Pinterest answered 401 to an access token: refresh now (or find the account's
+        grant dead).
+
+        With ``rejected_sha256`` (the SHA-256 of the token Pinterest refused) the answer is
+        exact: a different current token is returned as is (another worker already had it
+        replaced), the refused one is refreshed at once. Without it, calls within
+        ``invalidate_coalesce`` seconds of the last refresh get that token instead of
+        refreshing again (many workers hit the same 401)."""
         aid = _parse_account_id(account_id)
         row = await self._load(aid)
+        if rejected_sha256 is not None:
+            current = self._current(row)
+            if not constant_time_equal(sha256_hex(current.token), rejected_sha256):
+                return current
+            return await self._refresh_now(row, trigger="invalidated")
         recent = utcnow() - dt.timedelta(seconds=self.policy.invalidate_coalesce)
         if row.access_issued_at > recent:
             return self._current(row)

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from codiv_common.crypto import sha256_hex
 from codiv_common.logging import get_logger
 from pydantic import SecretStr
 
@@ -99,18 +100,26 @@ class AuthTokenClient:
             if cached is not None and cached != rejected_token:
                 return cached  # another task already replaced it
             self._cache.pop(account_id, None)
-            token = await self._request("POST", account_id, ":invalidate")
+            token = await self._request(
+                "POST",
+                account_id,
+                ":invalidate",
+                {"rejected_token_sha256": sha256_hex(rejected_token)},
+            )
             if token == rejected_token:
-                # Auth still hands out the token Pinterest refused: nothing better exists.
+                # Auth refreshed on the refused token's hash and still hands it out:
+                # nothing better exists.
                 raise NeedsReauth("auth returned the token Pinterest refused")
             return token
 
-    async def _request(self, method: str, account_id: str, suffix: str) -> str:
+    async def _request(
+        self, method: str, account_id: str, suffix: str, body_json: dict[str, str] | None = None
+    ) -> str:
         url = f"{self._base}/internal/v1/accounts/{quote(account_id, safe='')}/access-token{suffix}"
         headers = {"Authorization": f"Bearer {self._service_token.get_secret_value()}"}
         try:
             async with self._session.request(
-                method, url, headers=headers, timeout=self._timeout
+                method, url, headers=headers, json=body_json, timeout=self._timeout
             ) as resp:
                 status = resp.status
                 body: Any = None
