@@ -196,6 +196,15 @@ class PinMetrics(_Model):
     daily: list[MetricPoint]
 
 
+class AccountMetrics(_Model):
+    """Daily account-level analytics of one Pinterest account (days not final are resent)."""
+
+    account_id: str
+    profile_id: uuid.UUID | None = None
+    collected_at: AwareDatetime
+    daily: list[MetricPoint]
+
+
 # ---------------------------------------------------------------- envelope
 
 
@@ -297,6 +306,11 @@ class PinMetricsEvent(_Envelope):
     payload: PinMetrics
 
 
+class AccountMetricsEvent(_Envelope):
+    type: Literal["account.metrics"] = "account.metrics"
+    payload: AccountMetrics
+
+
 Event: TypeAlias = Annotated[
     PostRequestedEvent
     | PostCancelledEvent
@@ -314,7 +328,8 @@ Event: TypeAlias = Annotated[
     | AccountBoardsSyncedEvent
     | AccountNeedsReauthEvent
     | AccountTokenExpiringEvent
-    | PinMetricsEvent,
+    | PinMetricsEvent
+    | AccountMetricsEvent,
     Field(discriminator="type"),
 ]
 
@@ -340,6 +355,7 @@ EVENT_TYPES: dict[str, type[_Envelope]] = {
         AccountNeedsReauthEvent,
         AccountTokenExpiringEvent,
         PinMetricsEvent,
+        AccountMetricsEvent,
     )
 }
 
