@@ -172,3 +172,34 @@ async def test_guarded_resolver_refuses_at_connect_time() -> None:
         assert await allowed.resolve("localhost", 80)
     finally:
         await allowed.close()
+
+
+async def test_dns_cache_shares_lookups_and_remembers_failures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    from codiv_common.urlguard import DnsCache, UnresolvableHost, resolve_host
+
+    calls: list[str] = []
+    loop = asyncio.get_running_loop()
+
+    async def fake(host: str, port: int, **_: object) -> list[tuple]:  # type: ignore[type-arg]
+        calls.append(host)
+        await asyncio.sleep(0.05)
+        if host == "nowhere.test":
+            raise OSError("no such host")
+        return [(2, 1, 6, "", ("93.184.216.34", port))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", fake)
+    cache = DnsCache(ttl=60, negative_ttl=60)
+    got = await asyncio.gather(*(resolve_host("cdn.test", cache=cache) for _ in range(20)))
+    assert all(str(g[0]) == "93.184.216.34" for g in got)
+    assert calls == ["cdn.test"]  # twenty concurrent checks, one lookup
+    for _ in range(3):
+        with pytest.raises(UnresolvableHost):
+            await resolve_host("nowhere.test", cache=cache)
+    assert calls == ["cdn.test", "nowhere.test"]
+    # without a cache every call resolves
+    await resolve_host("cdn.test")
+    assert calls.count("cdn.test") == 2

@@ -156,30 +156,93 @@ def _check_all(host: str, addresses: Iterable[IPAddress], allow_loopback: bool) 
             raise UnsafeURL("address", f"host {host!r} {what} a {reason} address")
 
 
-async def resolve_host(host: str, port: int = 443, *, timeout: float = 3.0) -> list[IPAddress]:
-    """Every address ``host`` resolves to (IPv4 and IPv6), via the loop's getaddrinfo."""
-    literal = _literal(host)
-    if literal is not None:
-        return [literal]
+class DnsCache:
+    """A small per-process cache of lookups (answers and failures), sharing in-flight ones.
+
+    Many posts name the same CDN host: without it, a burst of requests turns into a
+    burst of concurrent ``getaddrinfo`` calls that queue in the resolver's thread pool.
+    Answers are kept ``ttl`` seconds, failures ``negative_ttl``; the fetch-time check
+    (:class:`GuardedResolver`) does not use it, so a cached answer never decides where a
+    connection goes.
+    """
+
+    def __init__(self, ttl: float = 60.0, negative_ttl: float = 15.0, size: int = 4096) -> None:
+        self.ttl = ttl
+        self.negative_ttl = negative_ttl
+        self.size = size
+        self._answers: dict[tuple[str, int], tuple[float, list[IPAddress] | None]] = {}
+        self._inflight: dict[tuple[str, int], asyncio.Future[list[IPAddress] | None]] = {}
+
+    async def lookup(self, host: str, port: int, timeout: float) -> list[IPAddress] | None:
+        key = (host.lower(), port)
+        loop = asyncio.get_running_loop()
+        hit = self._answers.get(key)
+        if hit is not None and hit[0] > loop.time():
+            return hit[1]
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[list[IPAddress] | None] = loop.create_future()
+        self._inflight[key] = future
+        try:
+            result = await _getaddrinfo(host, port, timeout)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it
+            raise
+        else:
+            future.set_result(result)
+        finally:
+            self._inflight.pop(key, None)
+        if len(self._answers) >= self.size:
+            self._answers.clear()
+        ttl = self.ttl if result is not None else self.negative_ttl
+        self._answers[key] = (loop.time() + ttl, result)
+        return result
+
+
+async def _getaddrinfo(host: str, port: int, timeout: float) -> list[IPAddress] | None:
     loop = asyncio.get_running_loop()
     try:
         infos = await asyncio.wait_for(
             loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout
         )
-    except (OSError, TimeoutError, UnicodeError) as exc:
-        raise UnresolvableHost(host) from exc
+    except (OSError, TimeoutError, UnicodeError):
+        return None
     found: list[IPAddress] = []
     for *_, sockaddr in infos:
         ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
         if ip not in found:
             found.append(ip)
+    return found or None
+
+
+async def resolve_host(
+    host: str, port: int = 443, *, timeout: float = 3.0, cache: DnsCache | None = None
+) -> list[IPAddress]:
+    """Every address ``host`` resolves to (IPv4 and IPv6), via the loop's getaddrinfo.
+
+    With a :class:`DnsCache` (one per process, owned by the caller) recent answers are
+    reused. Raises :class:`UnresolvableHost` when there is no answer.
+    """
+    literal = _literal(host)
+    if literal is not None:
+        return [literal]
+    if cache is not None:
+        found = await cache.lookup(host, port, timeout)
+    else:
+        found = await _getaddrinfo(host, port, timeout)
     if not found:
         raise UnresolvableHost(host)
-    return found
+    return list(found)
 
 
 async def check_url(
-    url: str, *, allow_loopback: bool = False, timeout: float = 3.0
+    url: str,
+    *,
+    allow_loopback: bool = False,
+    timeout: float = 3.0,
+    cache: DnsCache | None = None,
 ) -> list[IPAddress]:
     """Validate ``url`` for server-side fetching; return the addresses it resolves to.
 
@@ -197,7 +260,7 @@ async def check_url(
     name = parsed.host.lower()
     if (name == "localhost" or name.endswith(".localhost")) and not allow_loopback:
         raise UnsafeURL("address", f"host {parsed.host!r} is a loopback name")
-    addresses = await resolve_host(parsed.host, parsed.port, timeout=timeout)
+    addresses = await resolve_host(parsed.host, parsed.port, timeout=timeout, cache=cache)
     _check_all(parsed.host, addresses, allow_loopback)
     return addresses
 
@@ -234,6 +297,7 @@ def describe(exc: UnsafeURL) -> dict[str, Any]:
 
 
 __all__ = [
+    "DnsCache",
     "GuardedResolver",
     "UnresolvableHost",
     "UnsafeURL",

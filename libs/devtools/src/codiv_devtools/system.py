@@ -109,10 +109,13 @@ class System:
     def _spawn(self, name: str, replica: int, env: Mapping[str, str]) -> ServiceProcess:
         port = self._ports[name][replica]
         label = name if len(self._ports[name]) == 1 else f"{name}-{replica + 1}"
-        proc = ServiceProcess(
-            SERVICE_COMMANDS[name], {**env, "PORT": str(port)}, self.config.log_dir, name=label
-        )
-        return proc
+        own = {**env, "PORT": str(port)}
+        if name == "publisher":  # spread publishers over the auth replicas
+            own["AUTH_URL"] = self.url("auth", replica % len(self._ports["auth"]))
+        return ServiceProcess(SERVICE_COMMANDS[name], own, self.config.log_dir, name=label)
+
+    def replica_urls(self, service: str) -> list[str]:
+        return [f"http://127.0.0.1:{p}" for p in self._ports[service]]
 
     async def start(self, wait: bool = True, timeout: float = 60.0) -> None:
         """Start the emulator, then every service replica; wait for readiness."""

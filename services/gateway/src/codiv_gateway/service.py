@@ -34,7 +34,7 @@ from codiv_common.events import (
     PostSubmission,
 )
 from codiv_common.logging import get_logger
-from codiv_common.urlguard import UnresolvableHost, UnsafeURL, check_url
+from codiv_common.urlguard import DnsCache, UnresolvableHost, UnsafeURL, check_url
 
 from . import domain
 from .adapters.media import MediaProbe
@@ -288,6 +288,7 @@ class GatewayService:
         self.settings = settings
         self._media = media
         self._now = clock
+        self._dns = DnsCache()  # many posts name the same CDN host
 
     # ============================================================== auth, limits
 
@@ -568,7 +569,7 @@ class GatewayService:
 
         async def one(field: str, url: str) -> FieldError | Finding | None:
             try:
-                await check_url(url, allow_loopback=allow, timeout=timeout)
+                await check_url(url, allow_loopback=allow, timeout=timeout, cache=self._dns)
             except UnresolvableHost as exc:
                 return Finding(
                     "media_host_unresolved",
