@@ -109,6 +109,10 @@ class PostRetry(_Model):
     retry_at: AwareDatetime
     reason: str
     content: PostContent
+    resumed: bool = Field(
+        default=False,
+        description="A paused post resumes (its account was reconnected); no attempt failed",
+    )
 
 
 class PostChangeRejected(_Model):
@@ -137,6 +141,31 @@ class PostFailed(_Model):
     post_id: uuid.UUID
     attempt: int = Field(default=1, ge=1)
     error: PostError
+
+
+class PostPaused(_Model):
+    """The post's Pinterest account needs reauthorisation: the post waits (not failed).
+
+    It resumes when the account is reconnected, or fails with
+    ``pinterest_reauth_required`` at ``fail_at`` (the pause grace period).
+    """
+
+    post_id: uuid.UUID
+    account_id: str
+    attempt: int = Field(default=1, ge=1, description="The attempt that found the account")
+    reason: str
+    paused_at: AwareDatetime
+    fail_at: AwareDatetime | None = None
+
+
+class PostResumed(_Model):
+    """The paused post's account was reconnected: it is released again at ``retry_at``."""
+
+    post_id: uuid.UUID
+    account_id: str
+    attempt: int = Field(ge=1, description="The attempt number that will run at retry_at")
+    paused_at: AwareDatetime | None = None
+    retry_at: AwareDatetime
 
 
 class AccountConnected(_Model):
@@ -266,6 +295,16 @@ class PostFailedEvent(_Envelope):
     payload: PostFailed
 
 
+class PostPausedEvent(_Envelope):
+    type: Literal["post.paused"] = "post.paused"
+    payload: PostPaused
+
+
+class PostResumedEvent(_Envelope):
+    type: Literal["post.resumed"] = "post.resumed"
+    payload: PostResumed
+
+
 class AccountConnectedEvent(_Envelope):
     type: Literal["account.connected"] = "account.connected"
     payload: AccountConnected
@@ -329,7 +368,9 @@ Event: TypeAlias = Annotated[
     | AccountNeedsReauthEvent
     | AccountTokenExpiringEvent
     | PinMetricsEvent
-    | AccountMetricsEvent,
+    | AccountMetricsEvent
+    | PostPausedEvent
+    | PostResumedEvent,
     Field(discriminator="type"),
 ]
 
@@ -356,6 +397,8 @@ EVENT_TYPES: dict[str, type[_Envelope]] = {
         AccountTokenExpiringEvent,
         PinMetricsEvent,
         AccountMetricsEvent,
+        PostPausedEvent,
+        PostResumedEvent,
     )
 }
 
