@@ -32,8 +32,8 @@ def job_command() -> list[str]:
     (job,) = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "Job"]
     (container,) = job["spec"]["template"]["spec"]["containers"]
     command: list[str] = container["command"]
-    assert command[0] == "python"
-    return [sys.executable, *command[1:]]
+    assert command == ["codiv", "migrate"]
+    return [str(Path(sys.executable).parent / "codiv"), *command[1:]]
 
 
 def expected_versions(service: str) -> set[int]:

@@ -504,7 +504,7 @@ def test_migrations_job_uses_the_image_and_the_secret(renders: dict[str, list[Ma
     for overlay in OVERLAYS:
         job = named(renders[overlay], "Job", "codiv-migrate")
         (c,) = pod_spec(job)["containers"]
-        assert c["command"][:2] == ["python", "-c"]
+        assert c["command"] == ["codiv", "migrate"]
         assert (
             c["image"]
             == pod_spec(service_deployment(renders[overlay], "gateway"))["containers"][0]["image"]

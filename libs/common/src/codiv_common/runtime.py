@@ -42,6 +42,14 @@ class ServiceSpec:
     """Further queues, each consumed by a raw handler (see :meth:`Runtime.set_raw_handler`)."""
 
 
+async def migrate_service(dsn: str, spec: ServiceSpec) -> list[int]:
+    """Apply a service's migrations: the shared outbox/inbox ones, then its own."""
+    dirs = [SHARED_MIGRATIONS] if spec.with_outbox else []
+    if spec.migrations is not None:
+        dirs.append(spec.migrations)
+    return await migrate_dsn(dsn, spec.schema, dirs)
+
+
 ReadyHook = Callable[["Runtime"], Awaitable[None]]
 StopHook = Callable[[], Awaitable[None]]
 
@@ -165,10 +173,7 @@ class Runtime:
 
     async def _connect(self) -> None:
         s = self.settings
-        dirs = [SHARED_MIGRATIONS] if self.spec.with_outbox else []
-        if self.spec.migrations is not None:
-            dirs.append(self.spec.migrations)
-        await migrate_dsn(self.dsn, self.spec.schema, dirs)
+        await migrate_service(self.dsn, self.spec)
         self._pool = await create_pool(
             self.dsn,
             self.spec.schema,
