@@ -79,9 +79,7 @@ async def test_two_thousand_posts_through_many_replicas_once_each(
     system_config: SystemConfig,
 ) -> None:
     system_config.replicas = {"gateway": 2, "scheduler": 2, "publisher": 3, "auth": 2}
-    system_config.extra_env.update(
-        {"RATE_LIMIT_PRO": "1000000", "WRITES_PER_MINUTE": "100000"}
-    )
+    system_config.extra_env.update({"RATE_LIMIT_PRO": "1000000", "WRITES_PER_MINUTE": "100000"})
     system = System(system_config)
     async with aiohttp.ClientSession() as session:
         client = Client(system, session)
