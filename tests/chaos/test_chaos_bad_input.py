@@ -150,7 +150,7 @@ async def test_bodies_and_ssrf_urls_are_refused_cleanly(
 
 SCHEMATHESIS = {
     "short": ("5", "20"),
-    "long": ("300", "900"),
+    "long": ("300", "300"),
 }
 
 

@@ -64,7 +64,7 @@ async def test_revoked_account_pauses_posts_and_resumes_after_reconnect(
     run.injected["account revoked"] += 1
     await run.post_many(scale, start=half, count=scale.posts - half, rng=random.Random(10))
     # The posts the revoked account could not publish wait (paused), none fails.
-    await asyncio.sleep(min(10.0, scale.schedule_within + 2))
+    await asyncio.sleep(3.0 if scale is SHORT else 15.0)
     posts = await run.statuses()
     failed = [i for i in run.accepted if posts[i]["status"] == "failed"]
     run.seen["failed_while_revoked"] = len(failed)
