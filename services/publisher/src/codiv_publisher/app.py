@@ -18,6 +18,7 @@ from .adapters.auth import AuthTokenClient
 from .adapters.media import VideoDownloader
 from .consumers import PostDueConsumer
 from .metrics import PublisherMetrics
+from .metrics_collector import ACCOUNT_EVENTS, AnalyticsWiring
 from .service import PublishService
 from .settings import Settings
 
@@ -32,7 +33,9 @@ def service_spec(settings: Settings) -> ServiceSpec:
         schema=SCHEMA,
         migrations=MIGRATIONS,
         queue=QueueSpec(
-            name="publisher", routing_keys=("post.due",), prefetch=settings.publish_concurrency
+            name="publisher",
+            routing_keys=("post.due", *ACCOUNT_EVENTS),
+            prefetch=settings.publish_concurrency,
         ),
     )
 
@@ -43,7 +46,8 @@ def create_app(settings: Settings) -> web.Application:
     publisher_metrics = PublisherMetrics(metrics.registry)
     runtime = Runtime(settings, service_spec(settings), metrics)
     consumer = PostDueConsumer()
-    runtime.set_handler(consumer.handle)
+    analytics = AnalyticsWiring(settings, SCHEMA, runtime)
+    runtime.set_handler(analytics.accounts.wrap(consumer.handle))
     app = create_base_app(runtime)
 
     async def clients(_: web.Application) -> AsyncIterator[None]:
@@ -88,6 +92,7 @@ def create_app(settings: Settings) -> web.Application:
                     metrics=publisher_metrics,
                 )
             )
+            analytics.bind(api)
             yield
         finally:
             await downloads.close()

@@ -51,6 +51,23 @@ class Settings(ServiceSettings):
     )
     temp_dir: str | None = None
 
+    # Analytics collection (metrics_collector.py).
+    analytics_enabled: bool = True
+    analytics_calls_per_minute: float = Field(
+        default=60.0, gt=0, description="Pinterest org_analytics calls per account per minute"
+    )
+    analytics_batch_size: int = Field(default=100, ge=1, le=1000)
+    analytics_poll_interval: float = Field(default=15.0, gt=0)
+    analytics_max_wait: float = Field(
+        default=60.0, ge=0, description="hold a leased row for its slot at most this long"
+    )
+    analytics_lease: float = Field(default=600.0, gt=0)
+    analytics_clock_url: str | None = Field(
+        default=None,
+        description="tests only: a clock endpoint answering {now}; 'emulator' = the "
+        "emulator's /_emulator/clock next to PINTEREST_API_URL",
+    )
+
     @model_validator(mode="after")
     def _pool_fits_concurrency(self) -> Settings:
         if self.database_pool_max < self.publish_concurrency + 2:

@@ -14,6 +14,8 @@ from codiv_common.db import Conn, check_schema_name
 from codiv_common.events import EnvelopeBase, PostError
 from codiv_common.outbox import enqueue
 
+from .metric_plan_repo import plan_from_published
+
 FINAL_STATES = frozenset({"published", "failed"})
 
 
@@ -172,6 +174,7 @@ class PublicationRepository:
                     pin_url,
                     adopted,
                 )
+                await plan_from_published(self._conn, event)  # analytics collection plan
                 await enqueue(self._conn, self._schema, event)
         except asyncpg.UniqueViolationError as exc:
             raise PinAlreadyClaimed(pin_id) from exc
