@@ -334,7 +334,14 @@ async def harness(
         )
         events_pub = EventPublisher(exchange, confirm_timeout=10)
         queue = await channel.declare_queue(f"{broker.queue_prefix}test", durable=True)
-        for key in ("post.publishing", "post.published", "post.failed", "post.retry"):
+        for key in (
+            "post.publishing",
+            "post.published",
+            "post.failed",
+            "post.retry",
+            "post.paused",
+            "post.resumed",
+        ):
             await queue.bind(exchange, routing_key=key)
 
         settings = publisher_settings(

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 from codiv_pinterest.emulator.config import EmulatorConfig, RateLimitConfig
+from codiv_testsupport import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -154,17 +155,18 @@ async def test_burst_for_one_account_is_paced_under_the_limit(harness: Any) -> N
     assert elapsed <= expected * 1.5 + 10
 
 
-async def test_revoked_token_fails_with_reauth_on_the_first_attempt(harness: Any) -> None:
+async def test_revoked_token_pauses_the_post_on_the_first_attempt(harness: Any) -> None:
     h = await harness(EmulatorConfig(rate_limits=UNLIMITED))
     await h.admin("POST", "/tokens/revoke", {"username": h.account.username})
     event = h.due(h.content())
     await h.send(event)
-    await h.wait_outcomes([event.payload.post_id])
-    outcome = h.outcome(event.payload.post_id)
-    assert outcome.type == "post.failed"
-    assert outcome.payload.attempt == 1
-    assert outcome.payload.error.code == "pinterest_reauth_required"
-    assert "Reconnect" in outcome.payload.error.message
+    await wait_until(lambda: h.of("post.paused", event.payload.post_id), timeout=20)
+    paused = h.of("post.paused", event.payload.post_id)[0]
+    assert paused.payload.attempt == 1
+    assert paused.payload.account_id == h.account.account_id
+    assert "reconnected" in paused.payload.reason
+    # Paused, not failed and not retried (the resume is tested in tests/integration/webhooks).
+    assert h.outcome(event.payload.post_id) is None
     assert h.of("post.retry") == []
     assert h.auth.calls["invalidate"] == 1
 

@@ -19,6 +19,7 @@ from .adapters.media import VideoDownloader
 from .consumers import PostDueConsumer
 from .metrics import PublisherMetrics
 from .metrics_collector import ACCOUNT_EVENTS, AnalyticsWiring
+from .pauses import PAUSE_EVENTS, PauseConsumer, grace_loop
 from .service import PublishService
 from .settings import Settings
 
@@ -34,7 +35,7 @@ def service_spec(settings: Settings) -> ServiceSpec:
         migrations=MIGRATIONS,
         queue=QueueSpec(
             name="publisher",
-            routing_keys=("post.due", *ACCOUNT_EVENTS),
+            routing_keys=tuple(dict.fromkeys(("post.due", *ACCOUNT_EVENTS, *PAUSE_EVENTS))),
             prefetch=settings.publish_concurrency,
         ),
     )
@@ -47,7 +48,18 @@ def create_app(settings: Settings) -> web.Application:
     runtime = Runtime(settings, service_spec(settings), metrics)
     consumer = PostDueConsumer()
     analytics = AnalyticsWiring(settings, SCHEMA, runtime)
-    runtime.set_handler(analytics.accounts.wrap(consumer.handle))
+    pauses = PauseConsumer(lambda: runtime.pool, SCHEMA)
+    runtime.set_handler(pauses.wrap(analytics.accounts.wrap(consumer.handle)))
+
+    async def start_grace_loop(rt: Runtime) -> None:
+        rt.spawn(
+            grace_loop(
+                lambda: rt.pool, SCHEMA, settings.pause_grace_hours, settings.pause_check_interval
+            ),
+            "publisher-pause-grace",
+        )
+
+    runtime.on_ready(start_grace_loop)
     app = create_base_app(runtime)
 
     async def clients(_: web.Application) -> AsyncIterator[None]:

@@ -32,7 +32,13 @@ from codiv_pinterest.client import PinterestClient
 from codiv_pinterest.models import Pin, PinCreate
 
 from . import domain
-from .adapters.auth import AuthUnavailable, NeedsReauth, TokenError, UnknownAccount
+from .adapters.auth import (
+    AuthUnavailable,
+    NeedsReauth,
+    TokenError,
+    TokenStillRefused,
+    UnknownAccount,
+)
 from .adapters.media import MediaFetchError, VideoDownloader
 from .adapters.repository import (
     FINAL_STATES,
@@ -43,6 +49,7 @@ from .adapters.repository import (
 )
 from .domain import Action, InvalidContent, PinKind
 from .metrics import PublisherMetrics
+from .pauses import pause_post
 from .settings import Settings
 
 log = get_logger(__name__)
@@ -134,6 +141,7 @@ class _Run:
         self.failures = 0
         self.kind: PinKind | None = None
         self.outcome = "none"
+        self.started = dt.datetime.now(dt.UTC)
 
     # ------------------------------------------------------------------ driver
 
@@ -189,7 +197,7 @@ class _Run:
             return
 
     def _announce(self, pub: Publication) -> list[PostPublishingEvent]:
-        if pub.state == "new" or pub.resume_reason == "failure":
+        if pub.state == "new" or pub.resume_reason in ("failure", "resumed"):
             return [
                 PostPublishingEvent(
                     **caused_by(self.event),
@@ -472,6 +480,23 @@ class _Run:
         log.info("post_retry_scheduled", reason=reason, delay=round(seconds, 2))
         raise _Done
 
+    async def _pause(self, exc: NeedsReauth) -> None:
+        """The account needs reauth: pause the post until it is reconnected (pauses.py)."""
+        if isinstance(exc, TokenStillRefused):  # auth does not expect a reconnect
+            await self._fail("pinterest_reauth_required", domain.reauth_message())
+        paused = await pause_post(
+            self.repo.conn,
+            self.svc.schema,
+            self.event,
+            reason=exc.reason or "authorisation refused",
+            run_started=self.started,
+            grace_hours=self.svc.settings.pause_grace_hours,
+        )
+        if not paused:  # reconnected meanwhile: run it again now
+            await self._wait(0.0, "reconnected")
+        self.outcome = "paused"
+        raise _Done
+
     async def _retry_failure(self, error: PostError, min_delay: float | None = None) -> None:
         s = self.svc.settings
         failures = self.failures + 1
@@ -484,7 +509,7 @@ class _Run:
 
     async def _on_error(self, exc: Exception) -> None:
         if isinstance(exc, NeedsReauth):
-            await self._fail("pinterest_reauth_required", domain.reauth_message())
+            await self._pause(exc)
         if isinstance(exc, UnknownAccount):
             await self._fail(
                 "pinterest_account_not_connected",

@@ -39,6 +39,10 @@ class Settings(ServiceSettings):
     retry_base_delay: float = Field(default=15.0, gt=0)
     retry_max_delay: float = Field(default=900.0, gt=0)
     reconcile_skew: float = Field(default=120.0, ge=0)
+    pause_grace_hours: float = Field(
+        default=72.0, gt=0, description="paused posts (account needs reauth) fail after this"
+    )
+    pause_check_interval: float = Field(default=60.0, gt=0)
 
     video_max_bytes: int = Field(default=1024**3, gt=0)
     download_timeout: float = Field(default=300.0, gt=0)

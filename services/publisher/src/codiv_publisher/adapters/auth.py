@@ -24,6 +24,14 @@ class TokenError(Exception):
 class NeedsReauth(TokenError):
     """The account's grant is dead: the customer must reconnect it (auth answered 409)."""
 
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class TokenStillRefused(NeedsReauth):
+    """Auth hands out the very token Pinterest refused, without declaring the grant dead."""
+
 
 class UnknownAccount(TokenError):
     """Auth does not know the account (404): it was disconnected."""
@@ -109,7 +117,7 @@ class AuthTokenClient:
             if token == rejected_token:
                 # Auth refreshed on the refused token's hash and still hands it out:
                 # nothing better exists.
-                raise NeedsReauth("auth returned the token Pinterest refused")
+                raise TokenStillRefused("auth returned the token Pinterest refused")
             return token
 
     async def _request(
@@ -133,7 +141,10 @@ class AuthTokenClient:
             raise AuthUnavailable("auth service answered invalid JSON") from exc
         detail = body.get("detail") or body.get("message") if isinstance(body, dict) else None
         if status == 409:
-            raise NeedsReauth(str(detail or "account needs reauthorization"))
+            reason = body.get("reason") if isinstance(body, dict) else None
+            raise NeedsReauth(
+                str(detail or "account needs reauthorization"), str(reason) if reason else None
+            )
         if status == 404:
             raise UnknownAccount(str(detail or "unknown account"))
         if status in (200, 201) and isinstance(body, dict) and body.get("access_token"):
