@@ -10,7 +10,8 @@ import asyncpg
 import pytest
 from codiv_common.events import Event, decode_event
 
-# The publisher's in-process harness (emulator, stand-in auth and scheduler), reused as is.
+# The gateway's and the publisher's in-process harnesses, reused as they are.
+from integration.gateway.conftest import gw, make_gateway  # noqa: F401
 from integration.publisher.conftest import harness, publisher_settings  # noqa: F401
 
 

@@ -14,6 +14,7 @@ from codiv_common.metrics import Metrics
 from codiv_common.runtime import Runtime, ServiceSpec
 
 from .adapters.media import MediaProbe
+from .analytics import ANALYTICS_KEY, AnalyticsService
 from .consumers import EventConsumer, IngestConsumer
 from .handlers import SERVICE_KEY, add_routes, api_middleware
 from .service import GatewayService
@@ -74,6 +75,7 @@ def create_app(settings: Settings) -> web.Application:
     runtime.on_ready(housekeeping)
     app = create_base_app(runtime, middlewares=(api_middleware,), client_max_size=1024**2)
     app[SERVICE_KEY] = service
+    app[ANALYTICS_KEY] = AnalyticsService(lambda: runtime.pool)
     app[MEDIA_KEY] = media
 
     async def media_session(_: web.Application) -> AsyncIterator[None]:

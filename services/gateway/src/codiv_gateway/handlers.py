@@ -15,6 +15,15 @@ from codiv_common.logging import bind_context, get_logger
 from codiv_common.runtime import NotReady
 
 from . import domain
+from .analytics import (
+    ANALYTICS_KEY,
+    AccountAnalytics,
+    AccountAnalyticsQuery,
+    AnalyticsQuery,
+    PostAnalytics,
+    PostAnalyticsQuery,
+    WorkspaceAnalytics,
+)
 from .domain import FieldError, Problem
 from .models import (
     Accepted,
@@ -421,6 +430,33 @@ async def export_posts(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+# ------------------------------------------------------------------ analytics
+
+
+async def post_analytics(request: web.Request) -> web.StreamResponse:
+    query = parse_query(PostAnalyticsQuery, request)
+    body = await request.app[ANALYTICS_KEY].post_analytics(
+        _caller(request).workspace_id, request.match_info["post_id"], query
+    )
+    return web.json_response(body)
+
+
+async def account_analytics(request: web.Request) -> web.StreamResponse:
+    query = parse_query(AccountAnalyticsQuery, request)
+    body = await request.app[ANALYTICS_KEY].account_analytics(
+        _caller(request).workspace_id, request.match_info["profile_name"], query
+    )
+    return web.json_response(body)
+
+
+async def workspace_analytics(request: web.Request) -> web.StreamResponse:
+    query = parse_query(AnalyticsQuery, request)
+    body = await request.app[ANALYTICS_KEY].workspace_analytics(
+        _caller(request).workspace_id, query
+    )
+    return web.json_response(body)
+
+
 # ------------------------------------------------------------------ documentation
 
 
@@ -490,6 +526,19 @@ OPERATIONS: list[Operation] = [
               PostUpdate, errors=(404, 409)),
     Operation("DELETE", "/v1/posts/{post_id}", cancel_post, "cancelPost",
               "Cancel a post until it is released", "Posts", 200, Post, errors=(404, 409)),
+    Operation("GET", "/v1/posts/{post_id}/analytics", post_analytics, "getPostAnalytics",
+              "A post's daily figures and totals per metric", "Analytics", 200, PostAnalytics,
+              query=PostAnalyticsQuery, errors=(404,),
+              description="Impressions, saves, pin clicks, outbound clicks (video: views, "
+              "average watch time, starts, 95% completions) per UTC day, with Pinterest's "
+              "data_status; days not final yet are replaced when collected again. At most "
+              "90 days per request (422 range_too_long); an empty range answers zeros and a note."),
+    Operation("GET", "/v1/analytics", workspace_analytics, "getAnalytics",
+              "Totals over the workspace's posts, grouped by day, board or post, with top posts",
+              "Analytics", 200, WorkspaceAnalytics, query=AnalyticsQuery, errors=(404,)),
+    Operation("GET", "/v1/profiles/{profile_name}/analytics", account_analytics,
+              "getProfileAnalytics", "The profile's Pinterest account analytics per day",
+              "Analytics", 200, AccountAnalytics, query=AccountAnalyticsQuery, errors=(404,)),
 ]  # fmt: skip
 
 

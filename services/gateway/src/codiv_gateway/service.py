@@ -39,6 +39,7 @@ from codiv_common.urlguard import DnsCache, UnresolvableHost, UnsafeURL, check_u
 from . import domain
 from .adapters.media import MediaProbe
 from .adapters.postgres import Db, Store
+from .analytics import METRICS_EVENTS, apply_metrics_event
 from .domain import FieldError, Finding, Problem
 from .models import (
     ExportQuery,
@@ -1159,7 +1160,9 @@ class GatewayService:
     async def apply_event(self, conn: Conn, event: Event) -> None:
         """Keep the read model current from one post.* or account.* event."""
         etype = event.type
-        if etype.startswith("post."):
+        if etype in METRICS_EVENTS:
+            await apply_metrics_event(conn, event)
+        elif etype.startswith("post."):
             await self._apply_post_event(conn, event)
         elif etype.startswith("account."):
             await self._apply_account_event(conn, event)
