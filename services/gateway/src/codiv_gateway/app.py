@@ -19,6 +19,7 @@ from .consumers import EventConsumer, IngestConsumer
 from .handlers import SERVICE_KEY, add_routes, api_middleware
 from .service import GatewayService
 from .settings import Settings
+from .webhook_api import install_webhooks
 
 log = get_logger(__name__)
 
@@ -30,6 +31,8 @@ CONSUMED = (
     "post.published",
     "post.failed",
     "post.change_rejected",
+    "post.paused",
+    "post.resumed",
     "account.*",
     "pin.metrics",
 )
@@ -85,4 +88,5 @@ def create_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.append(media_session)
     add_routes(app, settings.public_base_url, settings.amqp_exchange)
+    install_webhooks(app, runtime, settings, metrics.registry)
     return app

@@ -14,6 +14,7 @@ from codiv_common.logging import get_logger
 from codiv_common.runtime import Runtime
 
 from .service import GatewayService
+from .webhook_api import enqueue_deliveries
 
 log = get_logger(__name__)
 
@@ -22,7 +23,8 @@ class EventConsumer:
     """Consumer of queue `gateway`: keeps the posts and accounts read model current.
 
     Routing keys: `post.due`, `post.retry`, `post.publishing`, `post.published`,
-    `post.failed`, `post.change_rejected`, `account.*`, `pin.metrics`.
+    `post.failed`, `post.change_rejected`, `post.paused`, `post.resumed`, `account.*`,
+    `pin.metrics`. Webhook deliveries for the event are inserted in the same transaction.
 
     Idempotent through the inbox: the event id is recorded in the same transaction as
     the read-model change, so a redelivered event changes nothing; the message is acked
@@ -40,6 +42,7 @@ class EventConsumer:
     async def handle(self, event: Event) -> None:
         async def work(conn: Conn) -> None:
             await self._service.apply_event(conn, event)
+            await enqueue_deliveries(conn, event)  # webhooks: rows only, sent by a worker
 
         ran, _ = await process_once(
             self._runtime.pool, self._schema, "gateway", event.event_id, work

@@ -19,7 +19,7 @@ API_KEY_RE = re.compile(rf"^{API_KEY_PREFIX}[A-Za-z0-9]{{{_KEY_BODY_LEN}}}$")
 DISPLAY_PREFIX_LEN = len(API_KEY_PREFIX) + 6
 
 PLANS = ("free", "pro")
-TERMINAL = frozenset({"published", "failed"})
+TERMINAL = frozenset({"published", "failed"})  # 'paused' is not: the post resumes on reconnect
 EDITABLE = frozenset({"scheduled"})
 MAX_SCHEDULE_AHEAD = timedelta(days=365)
 MAX_SCHEDULE_PAST = timedelta(seconds=60)
@@ -364,6 +364,27 @@ def status_change(current: str, event_type: str, payload: dict[str, Any]) -> Sta
         if current in TERMINAL:
             return StatusChange(None, "failed", note + " (ignored: post already final)", attempt)
         return StatusChange("failed", "failed", note, attempt, {"error": error})
+    if event_type == "post.paused":  # the account needs reauth; not failed, not retried
+        if current in TERMINAL:
+            return None
+        return StatusChange(
+            "paused",
+            "paused",
+            f"paused: {payload.get('reason')} It fails at {payload.get('fail_at')} if the "
+            "account is not reconnected by then.",
+            attempt,
+        )
+    if event_type == "post.resumed":
+        if current in TERMINAL:
+            return None
+        return StatusChange(
+            "publishing" if current == "paused" else None,
+            "resumed",
+            f"resumed: the Pinterest account was reconnected; attempt {attempt} at "
+            f"{payload.get('retry_at')}",
+        )
+    if event_type == "post.retry" and payload.get("resumed"):
+        return None  # the resume itself is recorded from post.resumed
     new_status = None if current in TERMINAL else "publishing"
     if event_type == "post.due":
         return StatusChange(

@@ -134,7 +134,7 @@ class PostUpdate(_Request):
     scheduled_date: Rfc3339 | None = None
 
 
-PostStatus = Literal["scheduled", "publishing", "published", "failed", "cancelled"]
+PostStatus = Literal["scheduled", "publishing", "paused", "published", "failed", "cancelled"]
 
 
 class PostListQuery(_Request):
@@ -204,7 +204,8 @@ class TimelineEntry(_Response):
     kind: str = Field(
         description="accepted, edited, rescheduled, cancelled, released, attempt_started, "
         "attempt_failed, published, failed, change_rejected, rejected (a producer's "
-        "submission that broke a rule)"
+        "submission that broke a rule), paused (the Pinterest account needs reauth), "
+        "resumed (it was reconnected)"
     )
     attempt: int | None
     message: str | None

@@ -35,3 +35,19 @@ class Settings(ServiceSettings):
         ),
     )
     pinterest_scopes: str = "boards:read,boards:write,pins:read,pins:write,user_accounts:read"
+    # Webhooks (webhook_api.py, webhook_worker.py).
+    webhook_secret_keys: SecretStr = Field(
+        default=SecretStr(""),
+        description="key ring kid:base64key[,...] encrypting signing secrets; unset: a key "
+        "derived from OAUTH_STATE_SECRET (kid 'derived')",
+    )
+    allow_loopback_webhooks: bool = Field(
+        default=False, description="dev/test only: http and loopback webhook URLs"
+    )
+    webhook_timeout: float = Field(default=10.0, gt=0, le=60)
+    webhook_retry_base: float = Field(default=30.0, gt=0)
+    webhook_retry_max: float = Field(default=3600.0, gt=0)
+    webhook_retry_hours: float = Field(default=24.0, gt=0)
+    webhook_poll_interval: float = Field(default=1.0, gt=0)
+    webhook_batch_size: int = Field(default=50, ge=1, le=1000)
+    webhook_concurrency: int = Field(default=16, ge=1, le=256)
