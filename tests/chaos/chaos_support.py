@@ -224,6 +224,14 @@ class ChaosRun:
 
 
 async def new_run(client: Client, name: str, profiles: Iterable[str] = ("shop",)) -> ChaosRun:
+    """A pro workspace with ``profiles`` connected. The emulator's per-user limits are
+    raised (the publisher is not paced in these runs; 429s are injected on purpose)."""
+    big = 1_000_000_000
+    await client.emulator(
+        "PUT",
+        "/rate-limits",
+        {"per_user": {"org_write": big, "org_read": big, "org_analytics": big}},
+    )
     ws = await client.create_workspace(f"chaos-{name}", plan="pro")
     for profile in profiles:
         await client.connect_profile(ws["api_key"], profile)
