@@ -60,3 +60,14 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 __all__ = ["Received", "Receiver"]
+
+
+# Auth's in-process fixtures (service, emulator, event probe) for the token_expiring rule.
+from integration.auth.conftest import (  # noqa: E402, F401
+    db,
+    emulator,
+    http,
+    key_ring_spec,
+    probe,
+    run_auth,
+)

@@ -20,6 +20,7 @@ from .adapters.postgres import AccountRepository
 from .consumers import ROUTING_KEYS, EventConsumer
 from .domain import TokenCipher
 from .handlers import COMPONENTS_KEY, AuthComponents, add_routes
+from .health import ExpiryPolicy, ExpiryWatch
 from .service import (
     AuthMetrics,
     BoardPolicy,
@@ -91,6 +92,13 @@ def create_app(settings: Settings, secrets: Secrets | None = None) -> web.Applic
                     invalidate_coalesce=settings.invalidate_coalesce_seconds,
                 ),
                 auth_metrics,
+            )
+            tokens.on_refresh_failure = ExpiryWatch(
+                repo,
+                ExpiryPolicy(
+                    within=dt.timedelta(days=settings.token_expiring_days),
+                    min_failures=settings.token_expiring_min_failures,
+                ),
             )
             boards = BoardSync(
                 repo,

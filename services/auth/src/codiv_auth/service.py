@@ -157,6 +157,8 @@ class Tokens:
         self.policy = policy
         self.metrics = metrics
         self._rng = rng or random.Random()
+        # Account health (health.py): told about every failed refresh.
+        self.on_refresh_failure: Callable[[uuid.UUID], Awaitable[object]] | None = None
 
     # ------------------------------------------------------------ helpers
 
@@ -372,6 +374,8 @@ class Tokens:
         await self.repo.record_refresh_failure(
             row, claim, error, utcnow() + dt.timedelta(seconds=delay)
         )
+        if self.on_refresh_failure is not None:
+            await self.on_refresh_failure(row.id)
         return delay
 
     async def refresh_due(self, batch_size: int, concurrency: int) -> int:

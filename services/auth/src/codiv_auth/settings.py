@@ -49,6 +49,12 @@ class Settings(ServiceSettings):
     refresh_retry_max: float = Field(default=900.0, gt=0)
     access_token_min_validity: float = Field(default=60.0, ge=0)
     invalidate_coalesce_seconds: float = Field(default=10.0, ge=0)
+    token_expiring_days: float = Field(
+        default=7.0, gt=0, description="warn when the refresh token expires within this"
+    )
+    token_expiring_min_failures: int = Field(
+        default=3, ge=1, description="...and at least this many refreshes failed in a row"
+    )
 
     board_sync_interval: float = Field(default=21600.0, gt=0)
     board_sync_concurrency: int = Field(default=8, ge=1)
