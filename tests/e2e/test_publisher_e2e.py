@@ -147,6 +147,7 @@ async def stack(
             "post.failed",
             "post.retry",
             "post.change_rejected",
+            "post.paused",
             "account.#",
         ]
         queue = await b.declare_queue(channel, topo, b.QueueSpec("test", keys))
@@ -225,7 +226,7 @@ async def create_times(database_url: str) -> dict[uuid.UUID, dt.datetime]:
     return {r["post_id"]: r["finished_at"] for r in rows}
 
 
-async def test_publisher_e2e_on_time_then_revoked_token_fails_fast(stack: Stack) -> None:
+async def test_publisher_e2e_on_time_then_revoked_token_pauses(stack: Stack) -> None:
     due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)
     post_id = await stack.request(at=due)
     await wait_until(lambda: stack.outcome(post_id), timeout=20)
@@ -239,15 +240,17 @@ async def test_publisher_e2e_on_time_then_revoked_token_fails_fast(stack: Stack)
     pins = (await stack.admin("GET", f"/pins?username={USER}"))["items"]
     assert [p["id"] for p in pins] == [outcome.payload.pin_id]
 
-    # Revoked at Pinterest: auth cannot refresh, the post fails on its first attempt.
+    # Revoked at Pinterest: auth cannot refresh, the post pauses on its first attempt (the
+    # resume on reconnect is tests/e2e/test_account_health_pause_resume.py).
     await stack.admin("POST", "/tokens/revoke", {"username": USER})
     revoked = await stack.request()
-    await wait_until(lambda: stack.outcome(revoked), timeout=20)
-    failed = stack.outcome(revoked)
-    assert failed is not None
-    assert failed.type == "post.failed", failed
-    assert failed.payload.error.code == "pinterest_reauth_required"
-    assert failed.payload.attempt == 1
+
+    def paused() -> list[Event]:
+        return [e for e in stack.of("post.paused") if e.payload.post_id == revoked]  # type: ignore[union-attr]
+
+    await wait_until(paused, timeout=20)
+    assert paused()[0].payload.attempt == 1  # type: ignore[union-attr]
+    assert stack.outcome(revoked) is None
     assert [e for e in stack.of("post.retry") if e.payload.post_id == revoked] == []
 
 

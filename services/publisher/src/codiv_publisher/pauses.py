@@ -37,9 +37,10 @@ log = get_logger(__name__)
 
 PRODUCER = "publisher"
 PAUSE_EVENTS = ("account.connected", "account.disconnected")
-# A reconnect seen this long before a run started still counts as "after" it: app and
-# database clocks may differ a little, and a needless retry only costs one more attempt.
-RECONNECT_MARGIN = dt.timedelta(seconds=30)
+# A reconnect seen this long before a run started still counts as "after" it (app and
+# database clocks may differ a little). Such a run comes back once, after this margin, so
+# it cannot loop; a needless retry only costs one more attempt.
+RECONNECT_MARGIN = dt.timedelta(seconds=2)
 # Resumed posts are released this far apart so that the scheduler releases them in due order.
 RESUME_SPACING = dt.timedelta(milliseconds=20)
 RESUME_REASON = "The Pinterest account was reconnected: publishing resumes."
@@ -130,7 +131,8 @@ async def resume_account(
     """Release the account's paused posts again, in due order (post.resumed + post.retry)."""
     account = event.payload.account_id
     await pause_repo.lock_account(conn, account)
-    await pause_repo.record_reconnect(conn, account)
+    if event.payload.reconnected:  # a first connect has a new account id: nothing raced it
+        await pause_repo.record_reconnect(conn, account)
     posts = await pause_repo.paused_of_account(conn, account)
     for i, post in enumerate(posts):
         retry_at = now + i * RESUME_SPACING

@@ -49,7 +49,7 @@ from .adapters.repository import (
 )
 from .domain import Action, InvalidContent, PinKind
 from .metrics import PublisherMetrics
-from .pauses import pause_post
+from .pauses import RECONNECT_MARGIN, pause_post
 from .settings import Settings
 
 log = get_logger(__name__)
@@ -484,6 +484,10 @@ class _Run:
         """The account needs reauth: pause the post until it is reconnected (pauses.py)."""
         if isinstance(exc, TokenStillRefused):  # auth does not expect a reconnect
             await self._fail("pinterest_reauth_required", domain.reauth_message())
+        if self.creating:
+            # Pinterest answered the create with a 401: nothing of it is still running, so
+            # the resumed run need not wait for it to settle (it still looks for the pin).
+            await self.repo.create_answered(self.p.post_id)
         paused = await pause_post(
             self.repo.conn,
             self.svc.schema,
@@ -492,8 +496,8 @@ class _Run:
             run_started=self.started,
             grace_hours=self.svc.settings.pause_grace_hours,
         )
-        if not paused:  # reconnected meanwhile: run it again now
-            await self._wait(0.0, "reconnected")
+        if not paused:  # reconnected meanwhile: run it again (once, after the margin)
+            await self._wait(RECONNECT_MARGIN.total_seconds(), "reconnected")
         self.outcome = "paused"
         raise _Done
 
