@@ -77,12 +77,6 @@ async def test_revoked_account_pauses_posts_and_resumes_after_reconnect(
     run.assert_clean()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG auth TokenService.invalidate (services/auth/src/codiv_auth/service.py:237) "
-    "returns the token Pinterest just refused when it was issued < INVALIDATE_COALESCE_SECONDS "
-    "ago, so the publisher fails the post as pinterest_reauth_required",
-)
 async def test_token_refused_right_after_issue_is_refreshed_not_failed(
     chaos_client: Client, chaos_system: System
 ) -> None:
