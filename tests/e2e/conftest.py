@@ -17,6 +17,7 @@ def _secrets_env() -> dict[str, str]:
         "TOKEN_ENCRYPTION_KEYS": c.token_keys,
         "INTERNAL_SERVICE_TOKEN": c.internal_token,
         "OAUTH_STATE_SECRET": c.state_secret,
+        "WEBHOOK_SECRET_KEYS": c.webhook_keys,
         "PINTEREST_CLIENT_ID": c.client_id,
         "PINTEREST_CLIENT_SECRET": c.client_secret,
     }

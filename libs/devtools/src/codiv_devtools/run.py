@@ -63,16 +63,18 @@ DEMO_VIDEO = (
 def _secrets() -> dict[str, str]:
     """Development secrets, generated once and kept in .run/ so restarts can decrypt."""
     path = STATE_DIR / "secrets.json"
-    if path.exists():
-        data: dict[str, str] = json.loads(path.read_text())
-        return data
+    data: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     probe = SystemConfig(database_url="", amqp_url="", log_dir=STATE_DIR)
-    data = {
+    fresh = {
         "token_keys": probe.token_keys,
         "internal_token": probe.internal_token,
         "state_secret": probe.state_secret,
         "client_secret": probe.client_secret,
+        "webhook_keys": probe.webhook_keys,
     }
+    if all(k in data for k in fresh):
+        return data
+    data = {**fresh, **data}  # keep what exists, add what a newer version needs
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
     path.chmod(0o600)
@@ -287,6 +289,7 @@ async def main_async(args: argparse.Namespace) -> int:
         internal_token=secret["internal_token"],
         state_secret=secret["state_secret"],
         client_secret=secret["client_secret"],
+        webhook_keys=secret["webhook_keys"],
         log_format="console",
         extra_env={"OAUTH_SUCCESS_URL": "http://127.0.0.1:8080/docs"},
     )

@@ -48,6 +48,7 @@ class SystemConfig:
     token_keys: str = field(default_factory=lambda: f"k1:{generate_key()}")
     internal_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     state_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    webhook_keys: str = field(default_factory=lambda: f"w1:{generate_key()}")
     log_format: str = "json"
 
 
@@ -92,6 +93,7 @@ class System:
             "TOKEN_ENCRYPTION_KEYS": c.token_keys,
             "INTERNAL_SERVICE_TOKEN": c.internal_token,
             "OAUTH_STATE_SECRET": c.state_secret,
+            "WEBHOOK_SECRET_KEYS": c.webhook_keys,
             "PINTEREST_CLIENT_ID": c.client_id,
             "PINTEREST_CLIENT_SECRET": c.client_secret,
             "PINTEREST_API_URL": f"{self.emulator_url}/v5",
