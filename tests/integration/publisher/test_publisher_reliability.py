@@ -258,3 +258,30 @@ async def test_a_429_pauses_that_account_only_then_publishes(harness: Any) -> No
     assert "slow down" in retry.reason
     assert (retry.retry_at - limited_at).total_seconds() >= 1.9  # paused, not hammered
     assert (await h.stats())["rate_limited_total"] == 1
+
+
+async def test_a_post_held_by_another_worker_is_checked_again_not_dropped(harness: Any) -> None:
+    """Regression: a second delivery that found the post locked used to be acked and
+    dropped. If it was the holder's own message (redelivered after the holder's broker
+    connection dropped) and the holder then died, the post was lost. Now it schedules a
+    re-check through the scheduler; by then the post is final and the re-check is a no-op.
+    """
+    h = await harness(
+        EmulatorConfig(rate_limits=UNLIMITED), writes_per_minute=1_000_000, busy_recheck_delay=1
+    )
+    await h.admin(
+        "POST",
+        "/faults",
+        {"kind": "latency", "method": "POST", "path": "/v5/pins", "seconds": 3.0},
+    )
+    event = h.due(h.content())
+    await h.send(event, event)  # the same message twice, as after a redelivery
+    post_id = event.payload.post_id
+    await h.wait_outcomes([post_id], timeout=30)
+    await wait_until(
+        lambda: any("Another worker" in r.payload.reason for r in h.of("post.retry", post_id)),  # type: ignore[union-attr]
+        timeout=10,
+    )
+    await asyncio.sleep(2.5)  # the re-check has come back as post.due and found it final
+    assert len(h.of("post.published", post_id)) == 1
+    assert len(await h.emulator_pins()) == 1

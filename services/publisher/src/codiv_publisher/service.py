@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import asyncpg
+from codiv_common import outbox
 from codiv_common.broker import TRANSIENT_INFRA_ERRORS
 from codiv_common.events import (
     PostDueEvent,
@@ -113,13 +114,32 @@ class PublishService:
         post_id = event.payload.post_id
         async with locked_publication(self.pool(), self.schema, post_id, wait=LOCK_WAIT) as repo:
             if repo is None:
-                # Another consumer is on this post right now; it owns the outcome (and if
-                # it dies, its own unacked message comes back).
-                log.info("post_due_skipped", reason="post is being handled elsewhere")
+                # Another worker holds the post right now. It usually owns the outcome, but
+                # its message may be this very one (redelivered after its broker connection
+                # dropped): if that worker then died, nothing would bring the post back. So
+                # ask to look again later; by then it is final (a no-op) or resumable.
+                await self._defer_busy(event)
+                log.info("post_due_deferred", reason="post is being handled elsewhere")
                 return
             run = _Run(self, repo, event)
             await run.execute()
             log.info("post_due_handled", outcome=run.outcome, attempt=event.payload.attempt)
+
+    async def _defer_busy(self, event: PostDueEvent) -> None:
+        retry_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.settings.busy_recheck_delay)
+        retry = PostRetryEvent(
+            **caused_by(event),
+            producer=PRODUCER,
+            payload=PostRetry(
+                post_id=event.payload.post_id,
+                attempt=event.payload.attempt + 1,
+                retry_at=retry_at,
+                reason="Another worker was handling this post; checking on it again.",
+                content=event.payload.content,
+            ),
+        )
+        async with self.pool().acquire() as conn, conn.transaction():
+            await outbox.enqueue(conn, self.schema, retry)
 
 
 class _Run:

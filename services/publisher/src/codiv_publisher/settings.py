@@ -36,6 +36,12 @@ class Settings(ServiceSettings):
     )
 
     max_attempts: int = Field(default=10, ge=1)
+    busy_recheck_delay: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds before re-checking a post.due that found the post held by "
+        "another worker",
+    )
     retry_base_delay: float = Field(default=15.0, gt=0)
     retry_max_delay: float = Field(default=900.0, gt=0)
     reconcile_skew: float = Field(default=120.0, ge=0)
