@@ -630,8 +630,16 @@ class GatewayService:
         return profile, board
 
     async def _take_upload(self, conn: Conn, caller: Caller) -> None:
+        """Count the upload against the free plan's monthly allowance (atomically).
+
+        Pro has no limit, so nothing is counted: a per-workspace counter row would make
+        every post of a workspace wait for the previous one's commit. Called as the last
+        write of the post's transaction to hold that row lock as briefly as possible.
+        """
+        if caller.plan != "free":
+            return
         now = self._now()
-        limit = self.settings.free_max_uploads_per_month if caller.plan == "free" else None
+        limit = self.settings.free_max_uploads_per_month
         if not await Store.take_upload(conn, caller.workspace_id, domain.month_start(now), limit):
             resets = domain.rfc3339(domain.next_month_start(now))
             raise Problem(
@@ -685,7 +693,6 @@ class GatewayService:
             body.pinterest_board_id,
             body.pinterest_board_section_id,
         )
-        await self._take_upload(conn, caller)
         post_id = post_id or uuid.uuid4()
         now = self._now()
         scheduled = body.scheduled_date.astimezone(UTC) if body.scheduled_date else None
@@ -729,6 +736,7 @@ class GatewayService:
                 ),
             ),
         )
+        await self._take_upload(conn, caller)  # last: holds the usage row briefly
         row = await Store.post(conn, caller.workspace_id, post_id)
         assert row is not None
         return 202, post_out(row)

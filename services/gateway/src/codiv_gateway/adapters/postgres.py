@@ -162,16 +162,8 @@ class Store:
     # -------------------------------------------------------------- usage
 
     @staticmethod
-    async def take_upload(conn: Db, ws_id: uuid.UUID, period: date, limit: int | None) -> bool:
-        """Count one upload unless the month's ``limit`` is reached (atomic; None: no limit)."""
-        if limit is None:
-            await conn.execute(
-                "INSERT INTO usage (workspace_id, period, uploads) VALUES ($1, $2, 1)"
-                " ON CONFLICT (workspace_id, period) DO UPDATE SET uploads = usage.uploads + 1",
-                ws_id,
-                period,
-            )
-            return True
+    async def take_upload(conn: Db, ws_id: uuid.UUID, period: date, limit: int) -> bool:
+        """Count one upload unless the month's ``limit`` is reached (atomic)."""
         if limit <= 0:
             return False
         taken = await conn.fetchval(
@@ -183,13 +175,6 @@ class Store:
             limit,
         )
         return taken is not None
-
-    @staticmethod
-    async def uploads_used(conn: Db, ws_id: uuid.UUID, period: date) -> int:
-        used = await conn.fetchval(
-            "SELECT uploads FROM usage WHERE workspace_id = $1 AND period = $2", ws_id, period
-        )
-        return int(used or 0)
 
     # -------------------------------------------------------------- profiles
 
