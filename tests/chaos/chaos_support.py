@@ -95,8 +95,11 @@ class ChaosRun:
                 self.accepted[post["id"]] = body["title"]
                 return str(post["id"])
             except (aiohttp.ClientError, TimeoutError, ApiError) as exc:
-                retryable = not isinstance(exc, ApiError) or any(
-                    f"-> {s}" in str(exc) for s in (500, 502, 503, 504, 409)
+                text = str(exc)
+                retryable = (
+                    not isinstance(exc, ApiError)
+                    or any(f"-> {s}" in text for s in (500, 502, 503, 504))
+                    or ("-> 409" in text and "idempotency_conflict" in text)
                 )
                 if not retryable or time.monotonic() > stop:
                     raise

@@ -149,7 +149,7 @@ async def test_bodies_and_ssrf_urls_are_refused_cleanly(
 
 
 SCHEMATHESIS = {
-    "short": ("5", "20"),
+    "short": ("3", "10"),
     "long": ("300", "300"),
 }
 

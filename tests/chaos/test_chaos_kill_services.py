@@ -12,7 +12,7 @@ from codiv_devtools.system import Client, System
 pytestmark = pytest.mark.e2e
 
 SERVICES = ("gateway", "scheduler", "publisher", "auth")
-SHORT = Scale(posts=120, concurrency=8, scheduled_share=0.5, schedule_within=8, settle_timeout=90)
+SHORT = Scale(posts=80, concurrency=8, scheduled_share=0.5, schedule_within=8, settle_timeout=90)
 LONG = Scale(posts=5000, concurrency=16, scheduled_share=0.5, schedule_within=90,
              settle_timeout=600, rounds=2)  # fmt: skip
 

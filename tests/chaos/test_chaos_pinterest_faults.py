@@ -17,7 +17,7 @@ from codiv_devtools.system import Client, System
 
 pytestmark = pytest.mark.e2e
 
-SHORT = Scale(posts=80, concurrency=8, scheduled_share=0.3, schedule_within=6, settle_timeout=120)
+SHORT = Scale(posts=50, concurrency=8, scheduled_share=0.3, schedule_within=6, settle_timeout=120)
 LONG = Scale(posts=1500, concurrency=16, scheduled_share=0.3, schedule_within=60,
              settle_timeout=900)  # fmt: skip
 CREATE = {"method": "POST", "path": "/v5/pins"}
