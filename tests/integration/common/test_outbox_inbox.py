@@ -12,7 +12,7 @@ import pytest
 from codiv_common import broker as b
 from codiv_common.db import create_pool, migrate_dsn
 from codiv_common.events import PostCancelled, PostCancelledEvent
-from codiv_common.inbox import process_once
+from codiv_common.inbox import process_once, purge_processed
 from codiv_common.metrics import Metrics
 from codiv_common.outbox import OutboxRelay, enqueue
 from codiv_common.runtime import SHARED_MIGRATIONS
@@ -168,5 +168,23 @@ async def test_inbox_rolls_back_the_record_when_the_work_fails(database_url: str
             return "done"
 
         assert await process_once(pool, SCHEMA, "test", event_id, ok) == (True, "done")
+    finally:
+        await pool.close()
+
+
+async def test_inbox_purge_forgets_only_old_event_ids(database_url: str) -> None:
+    await migrate_dsn(database_url, SCHEMA, [SHARED_MIGRATIONS])
+    pool = await create_pool(database_url, SCHEMA)
+    try:
+        old, recent = uuid.uuid4(), uuid.uuid4()
+        await pool.execute(
+            "INSERT INTO svc.processed_events (consumer, event_id, processed_at)"
+            " VALUES ('c', $1, now() - interval '8 days'), ('c', $2, now())",
+            old,
+            recent,
+        )
+        assert await purge_processed(pool, SCHEMA, 7) == 1
+        rows = await pool.fetch("SELECT event_id FROM svc.processed_events")
+        assert [r["event_id"] for r in rows] == [recent]
     finally:
         await pool.close()

@@ -37,3 +37,13 @@ async def process_once(
         if not inserted:
             return False, None
         return True, await work(conn)
+
+
+async def purge_processed(pool: asyncpg.Pool, schema: str, older_than_days: float) -> int:
+    """Delete inbox rows older than ``older_than_days``; return how many went."""
+    table = f"{check_schema_name(schema)}.processed_events"
+    status: str = await pool.execute(
+        f"DELETE FROM {table} WHERE processed_at < now() - make_interval(secs => $1)",
+        older_than_days * 86400.0,
+    )
+    return int(status.split()[-1])

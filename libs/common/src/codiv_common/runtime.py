@@ -15,6 +15,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnec
 from . import broker
 from .broker import Consumer, EventPublisher, Handler, QueueSpec, RawHandler, Topology
 from .db import create_pool, migrate_dsn
+from .inbox import purge_processed
 from .logging import get_logger
 from .metrics import Metrics
 from .outbox import OutboxRelay
@@ -201,6 +202,8 @@ class Runtime:
                 poll_interval=s.outbox_poll_interval,
             )
             self.spawn(self.relay.run(), "outbox-relay")
+        if self.spec.with_outbox:
+            self.spawn(self._purge_inbox(), "inbox-purge")
         if self.spec.queue is not None:
             if self._handler is None:
                 raise RuntimeError(f"{self.spec.name}: a queue is configured but no handler")
@@ -212,6 +215,23 @@ class Runtime:
             await self._start_consumer(extra, raw_handler=raw)
         for hook in self._ready_hooks:
             await hook(self)
+
+    async def _purge_inbox(self, every: float = 3600.0) -> None:
+        """Forget processed event ids older than ``INBOX_RETENTION_DAYS`` (hourly).
+
+        A duplicate delivered after that window would be applied again, so the window must
+        exceed any redelivery delay (broker redeliveries take seconds to minutes).
+        """
+        while True:
+            try:
+                deleted = await purge_processed(
+                    self.pool, self.spec.schema, self.settings.inbox_retention_days
+                )
+                if deleted:
+                    log.info("inbox_purged", rows=deleted)
+            except Exception as exc:  # the next round tries again
+                log.warning("inbox_purge_failed", error=str(exc))
+            await asyncio.sleep(every)
 
     async def _start_consumer(
         self,

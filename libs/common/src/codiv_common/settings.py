@@ -37,3 +37,8 @@ class ServiceSettings(BaseSettings):
     outbox_batch_size: int = Field(default=200, ge=1)
     outbox_poll_interval: float = Field(default=1.0, gt=0)
     dependency_retry_max_delay: float = Field(default=5.0, gt=0)
+    inbox_retention_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="how long processed event ids are kept for de-duplication",
+    )
