@@ -154,3 +154,10 @@ async def broker(amqp_url: str) -> AsyncIterator[BrokerNames]:
                 channel = await connection.channel()
     finally:
         await connection.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep

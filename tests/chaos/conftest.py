@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 from chaos.chaos_support import CHAOS_ENV
 from codiv_devtools.system import Client, System, SystemConfig
+from codiv_testsupport import started_system
 
 
 @pytest.fixture
@@ -40,25 +41,11 @@ def chaos_config(database_url: str, broker, tmp_path: Path) -> SystemConfig:  # 
 async def chaos_system(
     chaos_config: SystemConfig, request: pytest.FixtureRequest
 ) -> AsyncIterator[System]:
-    system = System(chaos_config)
-    try:
-        await system.start(timeout=90)
-        yield system
-    finally:
-        system.stop()
-        rep = getattr(request.node, "rep_call", None)
-        if rep is None or rep.failed:
-            print(system.logs(4000))
+    async with started_system(chaos_config, request, timeout=90) as running:
+        yield running
 
 
 @pytest.fixture
 async def chaos_client(chaos_system: System) -> AsyncIterator[Client]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         yield Client(chaos_system, session)
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
-    rep = yield
-    setattr(item, f"rep_{rep.when}", rep)
-    return rep

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from codiv_devtools.system import Client, System, SystemConfig
-from codiv_testsupport import ServiceProcess, free_port
+from codiv_testsupport import ServiceProcess, free_port, started_system
 
 
 def _secrets_env() -> dict[str, str]:
@@ -62,13 +62,6 @@ def spawn(
             print(f"----- {proc.name} -----\n{proc.logs()[-4000:]}")
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
-    rep = yield
-    setattr(item, f"rep_{rep.when}", rep)
-    return rep
-
-
 @pytest.fixture
 def system_config(database_url: str, broker, tmp_path: Path) -> SystemConfig:  # type: ignore[no-untyped-def]
     """The whole system on this test's database and broker names (tests may adjust it)."""
@@ -86,15 +79,8 @@ async def system(
     system_config: SystemConfig, request: pytest.FixtureRequest
 ) -> AsyncIterator[System]:
     """Emulator + auth + scheduler + publisher + gateway as processes, all ready."""
-    sys_ = System(system_config)
-    try:
-        await sys_.start()
-        yield sys_
-    finally:
-        sys_.stop()
-        rep = getattr(request.node, "rep_call", None)
-        if rep is None or rep.failed:
-            print(sys_.logs(4000))
+    async with started_system(system_config, request) as running:
+        yield running
 
 
 @pytest.fixture
