@@ -260,6 +260,37 @@ async def test_a_429_pauses_that_account_only_then_publishes(harness: Any) -> No
     assert (await h.stats())["rate_limited_total"] == 1
 
 
+async def test_429s_slow_a_post_down_without_using_up_its_attempts(harness: Any) -> None:
+    """Regression (found by the chaos suite): 429s counted against MAX_ATTEMPTS, so a
+    pace set above Pinterest's limit failed posts instead of only slowing them down."""
+    h = await harness(
+        EmulatorConfig(rate_limits=UNLIMITED),
+        max_attempts=3,
+        max_rate_limited=10,
+        rate_limit_backoff=0.1,
+        retry_max_delay=0.3,
+    )
+    await h.admin(
+        "POST", "/faults", {"kind": "rate_limit", "method": "POST", "path": "/v5/pins", "count": 5}
+    )
+    event = h.due(h.content())
+    await h.send(event)
+    await h.wait_outcomes([event.payload.post_id], timeout=30)
+    assert h.outcome(event.payload.post_id).type == "post.published"
+    assert (await h.stats())["rate_limited_total"] == 5  # more 429s than MAX_ATTEMPTS
+    # ... but the waiting is bounded: MAX_RATE_LIMITED 429s fail the post
+    await h.admin(
+        "POST", "/faults", {"kind": "rate_limit", "method": "POST", "path": "/v5/pins", "count": 50}
+    )
+    stuck = h.due(h.content())
+    await h.send(stuck)
+    await h.wait_outcomes([stuck.payload.post_id], timeout=30)
+    outcome = h.outcome(stuck.payload.post_id)
+    assert outcome.type == "post.failed"
+    assert outcome.payload.error.code == "pinterest_rate_limited"
+    assert "rate limit" in outcome.payload.error.message
+
+
 async def test_a_post_held_by_another_worker_is_checked_again_not_dropped(harness: Any) -> None:
     """Regression: a second delivery that found the post locked used to be acked and
     dropped. If it was the holder's own message (redelivered after the holder's broker

@@ -159,6 +159,7 @@ class _Run:
         self.last_create_at: dt.datetime | None = None
         self.reserved_slot: dt.datetime | None = None
         self.failures = 0
+        self.rate_limited = 0
         self.kind: PinKind | None = None
         self.outcome = "none"
         self.started = dt.datetime.now(dt.UTC)
@@ -190,6 +191,7 @@ class _Run:
         self.last_create_at = pub.last_create_at
         self.reserved_slot = pub.reserved_slot
         self.failures = pub.failures
+        self.rate_limited = pub.rate_limited
         if pub.create_started_at is not None:
             bind_context(reconcile_since=pub.create_started_at.isoformat())
         await self.repo.begin_run(self.p.post_id, self.p.attempt, *self._announce(pub))
@@ -494,6 +496,7 @@ class _Run:
             reserved_slot=slot,
             last_error=error,
             event=event,
+            rate_limited=reason == "rate_limited",
         )
         self.svc.metrics.retries.labels(reason).inc()
         self.outcome = f"retry:{reason}"
@@ -530,6 +533,21 @@ class _Run:
         if min_delay is not None:
             delay = max(delay, min_delay)
         await self._wait(delay, "failure", error=error)
+
+    async def _retry_rate_limited(self, error: PostError, pause: float) -> None:
+        s = self.svc.settings
+        limited = self.rate_limited + 1
+        if limited >= s.max_rate_limited:
+            await self._fail_with(
+                PostError(
+                    code=error.code,
+                    message=f"Gave up after Pinterest refused {limited} times for its rate "
+                    "limit. Publish fewer posts at once for this account, or retry later.",
+                    retryable=True,
+                )
+            )
+        delay = domain.backoff_delay(limited, s.rate_limit_backoff, s.retry_max_delay, self.svc.rng)
+        await self._wait(max(delay, pause), "rate_limited", error=error)
 
     async def _on_error(self, exc: Exception) -> None:
         if isinstance(exc, NeedsReauth):
@@ -572,6 +590,12 @@ class _Run:
             # Pinterest answered: that create is over, nothing of it is still running.
             await self.repo.create_answered(self.p.post_id)
             self.last_create_at = None
+        if verdict.rate_limited:
+            # Pinterest answered (nothing was created) and asked us to slow down: wait,
+            # without spending the failure budget. MAX_RATE_LIMITED bounds the waiting.
+            await self._retry_rate_limited(
+                PostError(code=verdict.code, message=verdict.message, retryable=True), pause
+            )
         min_delay = max(pause, verdict.retry_after or 0.0)
         if verdict.outcome_unknown and self.create_started_at is not None:
             # The pin may exist: look now (the next run looks again before creating).

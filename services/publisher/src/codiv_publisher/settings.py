@@ -36,6 +36,12 @@ class Settings(ServiceSettings):
     )
 
     max_attempts: int = Field(default=10, ge=1)
+    max_rate_limited: int = Field(
+        default=40,
+        ge=1,
+        description="429 answers one post may get before it fails (429s do not count "
+        "against MAX_ATTEMPTS: they slow a post down)",
+    )
     busy_recheck_delay: float = Field(
         default=30.0,
         gt=0,

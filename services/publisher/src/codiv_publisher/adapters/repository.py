@@ -33,6 +33,7 @@ class Publication:
     pin_id: str | None
     last_error_code: str | None
     last_error_message: str | None
+    rate_limited: int = 0
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ class PinAlreadyClaimed(Exception):
 
 _PUBLICATION_COLUMNS = (
     "post_id, state, attempt, next_attempt, failures, resume_reason, reserved_slot,"
-    " create_started_at, last_create_at, pin_id, last_error_code, last_error_message"
+    " create_started_at, last_create_at, pin_id, last_error_code, last_error_message,"
+    " rate_limited"
 )
 
 
@@ -203,6 +205,7 @@ class PublicationRepository:
         reserved_slot: dt.datetime | None,
         last_error: PostError | None,
         event: EnvelopeBase,
+        rate_limited: bool = False,
     ) -> None:
         """A post.retry was decided: store why and emit it in one transaction."""
         async with self._conn.transaction():
@@ -211,6 +214,7 @@ class PublicationRepository:
                 " resume_reason = $3, failures = failures + $4::int, reserved_slot = $5,"
                 " last_error_code = coalesce($6, last_error_code),"
                 " last_error_message = coalesce($7, last_error_message),"
+                " rate_limited = rate_limited + $8::int,"
                 " updated_at = now() WHERE post_id = $1",
                 post_id,
                 next_attempt,
@@ -219,6 +223,7 @@ class PublicationRepository:
                 reserved_slot,
                 last_error.code if last_error else None,
                 last_error.message if last_error else None,
+                1 if rate_limited else 0,
             )
             await enqueue(self._conn, self._schema, event)
 
