@@ -66,6 +66,7 @@ async def gateway(database_url: str, broker, tmp_path: Path) -> AsyncIterator[Se
         "LOG_LEVEL": "WARNING",
         "LOG_FORMAT": "json",
         "PORT": str(port),
+        "OAUTH_STATE_SECRET": "chaos-bad-input-state-secret",
     }
     proc = ServiceProcess("codiv-gateway", env, tmp_path, name="gateway").start()
     try:

@@ -44,3 +44,16 @@ async def test_service_with_unreachable_database_is_alive_but_not_ready(spawn) -
         assert (await resp.json())["status"] == "unavailable"
     assert "dependencies_unavailable" in proc.logs()
     assert "nowhere" in proc.logs() or "127.0.0.1" in proc.logs()
+
+
+async def test_gateway_refuses_to_start_with_the_published_dev_state_secret(spawn) -> None:  # type: ignore[no-untyped-def]
+    proc = spawn("codiv-gateway", OAUTH_STATE_SECRET="codiv-dev-oauth-state-secret")
+    assert proc.proc is not None
+    code = await asyncio.to_thread(proc.proc.wait, 30)
+    assert code == 2
+    assert "OAUTH_STATE_SECRET" in proc.logs()
+    empty = spawn("codiv-gateway", OAUTH_STATE_SECRET="")
+    assert empty.proc is not None
+    assert await asyncio.to_thread(empty.proc.wait, 30) == 2
+    dev = spawn("codiv-gateway", OAUTH_STATE_SECRET="", CODIV_DEV_MODE="1")
+    await dev.wait_status("/healthz", 200, timeout=20)
