@@ -23,7 +23,7 @@ from codiv_devtools.system import Client, System, SystemConfig
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "benchmarks" / "results"
-QUEUES = ("gateway", "scheduler", "publisher", "auth")
+QUEUES = ("gateway", "gateway.ingest", "scheduler", "publisher", "auth")
 
 
 def pg_url() -> str:
@@ -149,7 +149,7 @@ async def running_system(
                         await channel.queue_delete(name)
                     except aio_pika.exceptions.ChannelClosed:
                         channel = await connection.channel()
-            for ex in (config.exchange, f"{config.exchange}.dlx"):
+            for ex in (config.exchange, f"{config.exchange}.dlx", f"{config.exchange}.ingest"):
                 try:
                     await channel.exchange_delete(ex)
                 except aio_pika.exceptions.ChannelClosed:
