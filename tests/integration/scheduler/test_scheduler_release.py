@@ -10,6 +10,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from codiv_common.metrics import Metrics
+from codiv_scheduler.metrics import SchedulerMetrics
+from codiv_scheduler.service import PendingSampler
 
 pytestmark = pytest.mark.integration
 
@@ -166,3 +169,29 @@ async def test_restart_releases_jobs_that_became_due_while_down_in_due_order(
         dues = await probe.wait_dues(len(jobs))
     assert [e.payload.post_id for _, e in dues] == [p for p, _ in jobs]
     assert dues[-1][0] - started < 2.0
+
+
+async def test_finished_jobs_are_purged_after_retention_and_a_late_retry_still_works(
+    run_scheduler: Any, probe: Any, h: Any
+) -> None:
+    async with run_scheduler(scheduler_job_retention_days=1) as runtime:
+        old, fresh, pending = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        await probe.publish(h.requested(old, None))
+        await probe.publish(h.requested(fresh, None))
+        await probe.publish(h.requested(pending, h.at(3600)))
+        await probe.wait_dues(2)
+        await probe.db.execute(
+            "UPDATE scheduler.jobs SET updated_at = now() - interval '2 days' WHERE post_id = $1",
+            old,
+        )
+        metrics = SchedulerMetrics(Metrics("purge-test"))
+        sampler = PendingSampler(lambda: runtime.pool, "scheduler", metrics, 1, 1)
+        assert await sampler.purge() == 1
+        states = {
+            r["post_id"]: r["state"] for r in await probe.db.fetch("SELECT * FROM scheduler.jobs")
+        }
+        assert states == {fresh: "released", pending: "pending"}
+        # a retry for the purged job re-creates it and is released
+        await probe.publish(h.retry(old, 2, h.at(0)))
+        await probe.wait_dues(3)
+        assert probe.dues(old)[-1][1].payload.attempt == 2

@@ -60,7 +60,11 @@ def create_runtime(settings: Settings) -> Runtime:
         wake_relay=wake_relay,
     )
     sampler = PendingSampler(
-        lambda: runtime.pool, SCHEMA, own, settings.scheduler_pending_sample_interval
+        lambda: runtime.pool,
+        SCHEMA,
+        own,
+        settings.scheduler_pending_sample_interval,
+        settings.scheduler_job_retention_days,
     )
 
     async def start_loops(rt: Runtime) -> None:

@@ -314,19 +314,50 @@ class ReleaseLoop:
 
 
 class PendingSampler:
-    """Samples the number of pending jobs into the gauge every ``interval`` seconds."""
+    """Samples the number of pending jobs into the gauge every ``interval`` seconds, and
+    once an hour purges finished jobs older than ``retention_days``.
 
-    def __init__(self, pool: PoolProvider, schema: str, metrics: SchedulerMetrics, interval: float):
+    A retry for a purged job re-creates it (retries carry their content); a request that
+    arrives after its cancel's tombstone was purged would be scheduled, so the retention
+    must exceed any delivery delay (default 14 days, twice the inbox's).
+    """
+
+    def __init__(
+        self,
+        pool: PoolProvider,
+        schema: str,
+        metrics: SchedulerMetrics,
+        interval: float,
+        retention_days: float = 14.0,
+    ):
         self._pool = pool
         self._repo = JobRepository(schema)
         self._metrics = metrics
         self._interval = interval
+        self._retention_days = retention_days
+
+    async def purge(self) -> int:
+        """Purge finished jobs past retention, in batches; return how many went."""
+        total = 0
+        while True:
+            async with self._pool().acquire() as conn:
+                gone = await self._repo.purge_finished(conn, self._retention_days)
+            total += gone
+            if gone < 10000:
+                return total
 
     async def run(self) -> None:
+        last_purge = -math.inf
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 async with self._pool().acquire() as conn:
                     self._metrics.pending.set(await self._repo.count_pending(conn))
+                if loop.time() - last_purge >= 3600:
+                    last_purge = loop.time()
+                    purged = await self.purge()
+                    if purged:
+                        log.info("finished_jobs_purged", rows=purged)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -146,6 +146,17 @@ class JobRepository:
         assert row is not None
         return row["due_at"], row["now"]
 
+    async def purge_finished(self, conn: Conn, older_than_days: float, limit: int = 10000) -> int:
+        """Delete up to ``limit`` released or cancelled jobs untouched for that long."""
+        status: str = await conn.execute(
+            f"DELETE FROM {self._s}.jobs WHERE post_id IN (SELECT post_id FROM {self._s}.jobs"
+            " WHERE state IN ('released', 'cancelled')"
+            " AND updated_at < now() - make_interval(secs => $1) LIMIT $2)",
+            older_than_days * 86400.0,
+            limit,
+        )
+        return int(status.split()[-1])
+
     async def count_pending(self, conn: Conn) -> int:
         value = await conn.fetchval(f"SELECT count(*) FROM {self._s}.jobs WHERE state = 'pending'")
         return int(value)
