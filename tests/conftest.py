@@ -16,11 +16,10 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-import aio_pika
-import asyncpg
 import pytest
+from codiv_devtools.scratch import create_database, drop_broker_names, drop_database
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
@@ -81,36 +80,15 @@ def amqp_url() -> Iterator[str]:
     pytest.exit("RabbitMQ is missing: set AMQP_URL or start it on 127.0.0.1:5672", 3)
 
 
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
-
-
-async def _create_database(server_url: str, name: str) -> None:
-    conn = await asyncpg.connect(server_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
-async def _drop_database(server_url: str, name: str) -> None:
-    conn = await asyncpg.connect(server_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 async def database_url(pg_server_url: str) -> AsyncIterator[str]:
     """A fresh, empty database for this test (dropped afterwards)."""
     name = f"codiv_t_{RUN_ID}_{uuid.uuid4().hex[:10]}"
-    await _create_database(pg_server_url, name)
+    url = await create_database(pg_server_url, name)
     try:
-        yield _with_database(pg_server_url, name)
+        yield url
     finally:
-        await _drop_database(pg_server_url, name)
+        await drop_database(pg_server_url, name)
 
 
 @dataclass(frozen=True)
@@ -127,33 +105,8 @@ async def broker(amqp_url: str) -> AsyncIterator[BrokerNames]:
     """Unique exchange and queue prefix for this test; its queues and exchanges are deleted."""
     tag = f"t{RUN_ID}{uuid.uuid4().hex[:8]}"
     names = BrokerNames(url=amqp_url, exchange=f"codiv.{tag}", queue_prefix=f"{tag}.")
-    declared_queues: list[str] = []
     yield names
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
-        for suffix in (
-            "gateway",
-            "gateway.ingest",
-            "scheduler",
-            "publisher",
-            "auth",
-            "test",
-            "analytics",
-        ):
-            for q in (f"{names.queue_prefix}{suffix}", f"{names.queue_prefix}{suffix}.dead"):
-                declared_queues.append(q)
-                try:
-                    await channel.queue_delete(q)
-                except aio_pika.exceptions.ChannelClosed:
-                    channel = await connection.channel()
-        for ex in (names.exchange, f"{names.exchange}.dlx", f"{names.exchange}.ingest"):
-            try:
-                await channel.exchange_delete(ex)
-            except aio_pika.exceptions.ChannelClosed:
-                channel = await connection.channel()
-    finally:
-        await connection.close()
+    await drop_broker_names(amqp_url, names.exchange, names.queue_prefix)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

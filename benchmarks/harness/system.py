@@ -13,17 +13,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import aio_pika
 import aiohttp
-import asyncpg
 from codiv_devtools.processes import ServiceProcess
+from codiv_devtools.scratch import create_database, drop_broker_names, drop_database
 from codiv_devtools.system import Client, System, SystemConfig
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "benchmarks" / "results"
-QUEUES = ("gateway", "gateway.ingest", "scheduler", "publisher", "auth")
 
 
 def pg_url() -> str:
@@ -32,10 +29,6 @@ def pg_url() -> str:
 
 def amqp_url() -> str:
     return os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-
-
-def _with_db(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
 
 
 def proc_status(pid: int) -> dict[str, float]:
@@ -113,15 +106,11 @@ async def running_system(
     """A fresh database and exchange, every service started and ready; all removed after."""
     run = f"{tag}{uuid.uuid4().hex[:8]}"
     db_name = f"codiv_{run}"
-    admin = await asyncpg.connect(pg_url())
-    try:
-        await admin.execute(f'CREATE DATABASE "{db_name}"')
-    finally:
-        await admin.close()
+    database_url = await create_database(pg_url(), db_name)
     log_dir = RESULTS / "logs" / run
     log_dir.mkdir(parents=True, exist_ok=True)
     config = SystemConfig(
-        database_url=_with_db(pg_url(), db_name),
+        database_url=database_url,
         amqp_url=amqp_url(),
         log_dir=log_dir,
         exchange=f"codiv.{run}",
@@ -140,27 +129,8 @@ async def running_system(
             yield Bench(system, Client(system, session), session, log_dir)
     finally:
         system.stop()
-        connection = await aio_pika.connect(amqp_url())
-        try:
-            channel = await connection.channel()
-            for q in QUEUES:
-                for name in (f"{config.queue_prefix}{q}", f"{config.queue_prefix}{q}.dead"):
-                    try:
-                        await channel.queue_delete(name)
-                    except aio_pika.exceptions.ChannelClosed:
-                        channel = await connection.channel()
-            for ex in (config.exchange, f"{config.exchange}.dlx", f"{config.exchange}.ingest"):
-                try:
-                    await channel.exchange_delete(ex)
-                except aio_pika.exceptions.ChannelClosed:
-                    channel = await connection.channel()
-        finally:
-            await connection.close()
-        admin = await asyncpg.connect(pg_url())
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_broker_names(amqp_url(), config.exchange, config.queue_prefix)
+        await drop_database(pg_url(), db_name)
 
 
 async def loadgen(

@@ -27,6 +27,7 @@ import asyncpg
 from aiohttp import web
 
 from .processes import wait_until
+from .scratch import create_database
 from .system import Client, System, SystemConfig
 
 STATE_DIR = Path(os.environ.get("CODIV_RUN_DIR", ".run"))
@@ -86,14 +87,8 @@ async def _ensure_database(url: str) -> None:
     try:
         conn = await asyncpg.connect(url)
         await conn.close()
-        return
     except asyncpg.InvalidCatalogNameError:
-        pass
-    admin = await asyncpg.connect(base + "/postgres")
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
+        await create_database(base + "/postgres", name)
 
 
 async def _tail(system: System, stop: asyncio.Event) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import secrets
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from codiv_common.crypto import KeyRing
 
 from .processes import VENV_BIN, ServiceProcess, free_port, wait_until
 
@@ -22,11 +22,6 @@ SERVICE_COMMANDS = {
     "publisher": "codiv-publisher",
     "gateway": "codiv-gateway",
 }
-
-
-def generate_key() -> str:
-    """A random AES-256 key, base64 encoded, for ``TOKEN_ENCRYPTION_KEYS``."""
-    return base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
 
 
 @dataclass
@@ -45,10 +40,10 @@ class SystemConfig:
     emulator_args: tuple[str, ...] = ()
     client_id: str = "codiv-demo-app"
     client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    token_keys: str = field(default_factory=lambda: f"k1:{generate_key()}")
+    token_keys: str = field(default_factory=lambda: f"k1:{KeyRing.generate_key()}")
     internal_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     state_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
-    webhook_keys: str = field(default_factory=lambda: f"w1:{generate_key()}")
+    webhook_keys: str = field(default_factory=lambda: f"w1:{KeyRing.generate_key()}")
     log_format: str = "json"
 
 
