@@ -22,6 +22,7 @@ import aiohttp
 import asyncpg
 import pytest
 from codiv_common import broker as b
+from codiv_common.crypto import KeyRing
 from codiv_common.events import (
     Event,
     PostContent,
@@ -30,7 +31,6 @@ from codiv_common.events import (
     decode_event,
 )
 from codiv_common.signed import sign
-from codiv_devtools.system import generate_key
 from codiv_testsupport import ServiceProcess, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -116,7 +116,7 @@ async def stack(
     auth_url = f"http://127.0.0.1:{auth_port}"
     state_secret = secrets.token_urlsafe(24)
     env = {
-        "TOKEN_ENCRYPTION_KEYS": f"k1:{generate_key()}",
+        "TOKEN_ENCRYPTION_KEYS": f"k1:{KeyRing.generate_key()}",
         "INTERNAL_SERVICE_TOKEN": secrets.token_urlsafe(24),
         "OAUTH_STATE_SECRET": state_secret,
         "PINTEREST_CLIENT_ID": "codiv-e2e",
